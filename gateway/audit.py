@@ -1,0 +1,52 @@
+"""The audit trail: one structured JSON record per sign-in attempt, with every decision and its reason.
+
+Records go to the ``gateway.audit`` logger as a single JSON line each. Reason codes are
+stable strings (documented in README.md, "Audit records"); pages and the record use the same ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+from gateway.http import client_ip
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+logger = logging.getLogger("gateway.audit")
+
+
+def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
+    return {"step": step, "outcome": outcome, "reason": reason}
+
+
+def _emit(record: dict[str, Any]) -> None:
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+
+def signin_succeeded(
+    rt: Runtime, app_id: str | None, *, user_id: str, connector_id: str, request: Request,
+    decisions: list[dict[str, str]],
+) -> None:
+    _emit({
+        "event": "signin", "result": "success", "time": round(time.time(), 3), "tenant": rt.settings.tenant.id,
+        "app": app_id, "connector": connector_id, "user": user_id, "ip": client_ip(request),
+        "decisions": decisions,
+    })
+
+
+def signin_failed(
+    rt: Runtime, app_id: str | None, *, reason: str, request: Request, detail: str | None = None,
+    connector_id: str | None = None, user_id: str | None = None, decisions: list[dict[str, str]] | None = None,
+) -> None:
+    _emit({
+        "event": "signin", "result": "failure", "time": round(time.time(), 3), "tenant": rt.settings.tenant.id,
+        "app": app_id, "connector": connector_id, "user": user_id, "ip": client_ip(request), "reason": reason,
+        "detail": detail, "decisions": decisions or [],
+    })

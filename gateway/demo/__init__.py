@@ -1,0 +1,1 @@
+"""The demo relying party at ``/demo`` (switched on by ``demo.enabled``)."""

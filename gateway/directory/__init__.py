@@ -1,0 +1,1 @@
+"""The directory: guest and member user objects (Graph-shaped), kept in the store."""

@@ -1,0 +1,58 @@
+"""Creating and finding users. Objects follow Microsoft Graph's `user` shape (see b2b-concepts §1)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.store.base import DirectoryStore
+from idp_connectors.base import UpstreamIdentity
+
+
+def guest_upn(email: str, tenant_domain: str) -> str:
+    """`user@partner.example` -> `user_partner.example#EXT#@contoso.example`."""
+    return f"{email.replace('@', '_')}#EXT#@{tenant_domain}"
+
+
+def iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_self_service_guest(identity: UpstreamIdentity, tenant_domain: str, now: int) -> dict[str, Any]:
+    assert identity.email is not None
+    return {
+        "id": str(uuid.uuid4()),
+        "userType": "Guest",
+        "creationType": "SelfServiceSignUp",
+        "accountEnabled": True,
+        "displayName": identity.name,
+        "givenName": identity.given_name,
+        "surname": identity.family_name,
+        "mail": identity.email,
+        "otherMails": [],
+        "userPrincipalName": guest_upn(identity.email, tenant_domain),
+        "identities": [
+            {"signInType": "federated", "issuer": identity.issuer, "issuerAssignedId": identity.subject}
+        ],
+        "externalUserState": None,
+        "externalUserStateChangeDateTime": None,
+        "createdDateTime": iso(now),
+    }
+
+
+async def find_for_identity(store: DirectoryStore, identity: UpstreamIdentity) -> dict[str, Any] | None:
+    return await store.find_user_by_identity(identity.issuer, identity.subject)
+
+
+async def sign_up(
+    store: DirectoryStore, identity: UpstreamIdentity, tenant_domain: str, now: int
+) -> dict[str, Any]:
+    """Create the guest; if a concurrent sign-up created it first, return that one."""
+    user = new_self_service_guest(identity, tenant_domain, now)
+    if await store.create_user(user, [(identity.issuer, identity.subject)]):
+        return user
+    existing = await find_for_identity(store, identity)
+    if existing is None:
+        raise RuntimeError("the identity is taken but its user cannot be found")
+    return existing

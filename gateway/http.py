@@ -1,0 +1,82 @@
+"""Small HTTP helpers shared by every endpoint: security headers, JSON bodies, forms, client address."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {form_action}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+def page_headers(form_action: str = "") -> dict[str, str]:
+    """Headers for every HTML page: never cached, never framed, no inline script."""
+    headers = dict(PAGE_HEADERS)
+    headers["Content-Security-Policy"] = headers["Content-Security-Policy"].format(form_action=form_action).replace(
+        "  ", " "
+    )
+    return headers
+
+
+def json_response(
+    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None, *, cache: bool = False
+) -> Response:
+    merged = {} if cache else dict(NO_STORE)
+    if headers:
+        merged.update(headers)
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=merged,
+    )
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class BadForm(Exception):
+    """The request body is not a form we accept."""
+
+
+async def read_form(request: Request) -> FormData:
+    """A bounded urlencoded form; repeated parameters are refused by callers that care."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise BadForm("the body must be application/x-www-form-urlencoded")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        raise BadForm("the body is too large")
+    return await request.form(max_files=0, max_fields=100)
+
+
+def single_values(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], str | None]:
+    """Flatten query/form parameters; returns the name of the first repeated parameter, if any.
+
+    RFC 6749 3.1 / 3.2: request and response parameters MUST NOT be included more than once.
+    """
+    values: dict[str, str] = {}
+    for key, value in items:
+        if key in values:
+            return values, key
+        values[key] = str(value)
+    return values, None

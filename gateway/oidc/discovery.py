@@ -1,0 +1,64 @@
+"""Discovery (OpenID Connect Discovery 1.0) and the JWKS, both served from precomputed bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.oidc.authorize_checks import PROMPTS, SUPPORTED_SCOPES
+from gateway.oidc.claims import ACR_VALUES, CLAIMS_SUPPORTED
+from gateway.runtime import Runtime
+from gateway.settings.models import Settings
+
+CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
+    base = settings.issuer
+    client_auth = ["client_secret_basic", "client_secret_post", "none"]
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": f"{base}/oauth2/token",
+        "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "jwks_uri": f"{base}/oauth2/jwks",
+        "revocation_endpoint": f"{base}/oauth2/revoke",
+        "introspection_endpoint": f"{base}/oauth2/introspect",
+        "end_session_endpoint": f"{base}/oauth2/logout",
+        "scopes_supported": list(SUPPORTED_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": algorithms,
+        "token_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+        "prompt_values_supported": sorted(PROMPTS),
+        "acr_values_supported": list(ACR_VALUES),
+        "ui_locales_supported": ["en"],
+    }
+
+
+async def discovery(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    cached: bytes | None = getattr(request.app.state, "discovery_bytes", None)
+    if cached is None:
+        document = discovery_document(rt.settings, sorted(rt.keys.algorithms()))
+        cached = json.dumps(document, separators=(",", ":")).encode()
+        request.app.state.discovery_bytes = cached
+    return Response(cached, media_type="application/json", headers=CACHE)
+
+
+async def jwks(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    return Response(rt.keys.jwks(), media_type="application/json", headers=CACHE)

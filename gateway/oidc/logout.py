@@ -1,0 +1,58 @@
+"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) at ``end_session_endpoint``.
+
+A ``post_logout_redirect_uri`` is followed only when the client is identified (by a valid
+``id_token_hint`` from this issuer, or ``client_id``) and the URI matches one it registered,
+exactly. An invalid hint is an error page: no logout, no redirect.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.http import BadForm, read_form, single_values
+from gateway.oidc.responses import redirect_with
+from gateway.pages import error_page, render
+from gateway.runtime import Runtime
+from gateway.tokens.jwt import InvalidToken
+
+
+async def logout(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    if request.method == "POST":
+        try:
+            items = list((await read_form(request)).multi_items())
+        except BadForm as exc:
+            return error_page(request, "Invalid request", str(exc), status=400)
+    else:
+        items = list(request.query_params.multi_items())
+    params, repeated = single_values(items)
+    if repeated:
+        return error_page(request, "Invalid request", f"The {repeated} parameter is repeated.", status=400)
+
+    client_id = params.get("client_id")
+    hint = params.get("id_token_hint")
+    if hint is not None:
+        try:
+            claims = rt.keys.verify(hint)
+        except InvalidToken:
+            return error_page(request, "Invalid logout request", "The id_token_hint is not valid.", status=400)
+        audience = claims.get("aud")
+        if claims.get("iss") != rt.settings.issuer or not isinstance(audience, str):
+            return error_page(request, "Invalid logout request", "The id_token_hint is not valid.", status=400)
+        if client_id is not None and client_id != audience:
+            return error_page(request, "Invalid logout request", "client_id does not match the id_token_hint.",
+                              status=400)
+        client_id = audience
+
+    target = params.get("post_logout_redirect_uri")
+    if target is not None:
+        app = rt.settings.client(client_id) if client_id else None
+        if app is None or app.oidc is None or target not in app.oidc.post_logout_redirect_uris:
+            return error_page(request, "Invalid logout request",
+                              "The post_logout_redirect_uri is not registered for this application.", status=400)
+        response: Response = redirect_with(target, {"state": params.get("state")})
+    else:
+        response = render(request, "logged_out.html", {})
+    await rt.sessions.end(request, response)
+    return response

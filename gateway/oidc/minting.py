@@ -1,0 +1,78 @@
+"""Minting the token response: opaque access token, signed ID token, optional rotating refresh token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.oidc import bearer
+from gateway.oidc.claims import pairwise_sub, user_claims
+from gateway.runtime import Runtime
+from gateway.settings.models import Application
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """How and when the user authenticated: carried from the session through every token of a grant."""
+
+    user_id: str
+    sid: str
+    auth_time: int
+    amr: list[str]
+    acr: str
+    idp: str
+
+
+def at_hash(access_token: str) -> str:
+    """OIDC Core 3.1.3.6: left half of SHA-256 (ES256 and RS256 both use SHA-256)."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+async def mint(
+    rt: Runtime, app: Application, user: dict[str, Any], authn: Authentication, *, scopes: list[str],
+    grant_id: str, nonce: str | None, refresh_scopes: list[str] | None = None,
+    refresh_absolute_expiry: int | None = None,
+) -> dict[str, Any]:
+    assert app.oidc is not None
+    lifetimes = rt.settings.tokens
+    now = rt.now()
+    sub = pairwise_sub(rt.pairwise_salt, app.id, user["id"])
+    claims = user_claims(user, scopes, idp=authn.idp, tenant_id=rt.settings.tenant.id)
+    record = {
+        "client_id": app.oidc.client_id, "app_id": app.id, "user_id": user["id"], "sub": sub, "scopes": scopes,
+        "grant_id": grant_id, "sid": authn.sid, "iat": now, "exp": now + lifetimes.access_token_seconds,
+        "userinfo": {"sub": sub, **claims},
+    }
+    access_token = await bearer.issue(rt.store, bearer.ACCESS, record, lifetimes.access_token_seconds, grant_id)
+    id_claims: dict[str, Any] = {
+        "iss": rt.settings.issuer, "sub": sub, "aud": app.oidc.client_id, "exp": now + lifetimes.id_token_seconds,
+        "iat": now, "auth_time": authn.auth_time, "amr": authn.amr, "acr": authn.acr, "sid": authn.sid,
+        "at_hash": at_hash(access_token), **claims,
+    }
+    if nonce is not None:
+        id_claims["nonce"] = nonce
+    alg = app.oidc.id_token_signed_response_alg or rt.settings.keys.algorithm
+    body: dict[str, Any] = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": lifetimes.access_token_seconds,
+        "scope": " ".join(scopes),
+        "id_token": await rt.keys.sign(id_claims, alg),
+    }
+    kept_scopes = refresh_scopes if refresh_scopes is not None else scopes
+    if "offline_access" in kept_scopes:
+        absolute = refresh_absolute_expiry or now + lifetimes.refresh_token_absolute_seconds
+        ttl = min(lifetimes.refresh_token_idle_seconds, absolute - now)
+        if ttl > 0:
+            refresh_record = {
+                "client_id": app.oidc.client_id, "app_id": app.id, "sub": sub, "scopes": kept_scopes,
+                "grant_id": grant_id,
+                "absolute_expiry": absolute, "iat": now, "exp": now + ttl,
+                "authn": {"user_id": authn.user_id, "sid": authn.sid, "auth_time": authn.auth_time,
+                          "amr": authn.amr, "acr": authn.acr, "idp": authn.idp},
+            }
+            body["refresh_token"] = await bearer.issue(rt.store, bearer.REFRESH, refresh_record, ttl, grant_id)
+    return body

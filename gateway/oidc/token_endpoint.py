@@ -1,0 +1,131 @@
+"""The token endpoint (RFC 6749 3.2): authorization_code (with PKCE, RFC 7636) and refresh_token grants."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.http import BadForm, json_response, read_form, single_values
+from gateway.oidc import bearer, codes
+from gateway.oidc.client_auth import authenticate_client
+from gateway.oidc.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    OAuthError,
+    UnsupportedGrantType,
+)
+from gateway.oidc.minting import Authentication, mint
+from gateway.runtime import Runtime
+from gateway.settings.models import Application
+
+_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+async def token(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    try:
+        try:
+            form = await read_form(request)
+        except BadForm as exc:
+            raise InvalidRequest(str(exc)) from exc
+        params, repeated = single_values(form.multi_items())
+        if repeated:
+            raise InvalidRequest(f"the {repeated} parameter is repeated")
+        app = authenticate_client(rt.settings, request, params)
+        grant_type = params.get("grant_type")
+        if grant_type == "authorization_code":
+            body = await _authorization_code(rt, app, params)
+        elif grant_type == "refresh_token":
+            body = await _refresh_token(rt, app, params)
+        elif not grant_type:
+            raise InvalidRequest("grant_type is required")
+        else:
+            raise UnsupportedGrantType(f"grant_type {grant_type} is not supported")
+        return json_response(body)
+    except InvalidClient as exc:
+        return json_response(exc.body(), exc.status, {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'})
+    except OAuthError as exc:
+        return json_response(exc.body(), exc.status)
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+async def _active_user(rt: Runtime, user_id: str) -> dict[str, Any]:
+    user = await rt.store.get_user(user_id)
+    if user is None or not user.get("accountEnabled", True):
+        raise InvalidGrant("the user is no longer active")
+    return user
+
+
+async def _authorization_code(rt: Runtime, app: Application, params: dict[str, str]) -> dict[str, Any]:
+    assert app.oidc is not None
+    code, redirect_uri, verifier = params.get("code"), params.get("redirect_uri"), params.get("code_verifier")
+    if not code:
+        raise InvalidRequest("code is required")
+    if not redirect_uri:
+        raise InvalidRequest("redirect_uri is required")
+    redeemed = await codes.redeem(rt.store, code)
+    if redeemed is None:
+        raise InvalidGrant("the code is invalid or expired")
+    grant, first = redeemed
+    if not first:
+        # RFC 6749 4.1.2: a reused code revokes every token issued from it.
+        await rt.store.revoke_grant(grant.grant_id)
+        raise InvalidGrant("the code was already used")
+    if grant.client_id != app.oidc.client_id:
+        await rt.store.revoke_grant(grant.grant_id)
+        raise InvalidGrant("the code was issued to another client")
+    if grant.redirect_uri != redirect_uri:
+        raise InvalidGrant("redirect_uri does not match the authorization request")
+    if grant.code_challenge is not None:
+        if verifier is None or not _VERIFIER.match(verifier):
+            raise InvalidGrant("a valid code_verifier is required")
+        if not hmac.compare_digest(s256(verifier), grant.code_challenge):
+            raise InvalidGrant("code_verifier does not match the code_challenge")
+    elif verifier is not None:
+        raise InvalidGrant("code_verifier sent, but the authorization request had no code_challenge")
+    user = await _active_user(rt, grant.user_id)
+    authn = Authentication(grant.user_id, grant.sid, grant.auth_time, grant.amr, grant.acr, grant.idp)
+    return await mint(rt, app, user, authn, scopes=grant.scopes, grant_id=grant.grant_id, nonce=grant.nonce)
+
+
+async def _refresh_token(rt: Runtime, app: Application, params: dict[str, str]) -> dict[str, Any]:
+    assert app.oidc is not None
+    presented = params.get("refresh_token")
+    if not presented:
+        raise InvalidRequest("refresh_token is required")
+    found = await bearer.consume_refresh(rt.store, presented)
+    if found is None:
+        raise InvalidGrant("the refresh token is invalid or expired")
+    record = found.payload
+    if not found.first:
+        # Rotation reuse detection (RFC 9700 4.14.2): the whole family is revoked.
+        await rt.store.revoke_grant(record["grant_id"])
+        raise InvalidGrant("the refresh token was already used; its grant is revoked")
+    if record["client_id"] != app.oidc.client_id:
+        await rt.store.revoke_grant(record["grant_id"])
+        raise InvalidGrant("the refresh token was issued to another client")
+    original: list[str] = record["scopes"]
+    requested = params.get("scope")
+    scopes = original
+    if requested is not None:
+        asked = requested.split()
+        if not set(asked) <= set(original):
+            raise InvalidScope("the requested scope exceeds the original grant")
+        scopes = [s for s in original if s in asked]
+    authn = Authentication(**record["authn"])
+    user = await _active_user(rt, authn.user_id)
+    return await mint(
+        rt, app, user, authn, scopes=scopes, grant_id=record["grant_id"], nonce=None, refresh_scopes=original,
+        refresh_absolute_expiry=record["absolute_expiry"],
+    )

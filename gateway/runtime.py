@@ -1,0 +1,126 @@
+"""The assembled service for one process: settings, store, secrets, keys, mail and connectors.
+
+``open_runtime`` runs in the app's lifespan (once per worker); ``close`` releases it. The
+first-start work (schema, dev secret, first keys) is ``gateway.bootstrap``'s and is done
+before workers fork; here it is repeated idempotently so tests and single processes work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.templating import Jinja2Templates
+
+from gateway.mail.outbox import Outbox, open_outbox
+from gateway.secrets import SecretBox, load_or_create_dev_secret
+from gateway.settings.models import Settings
+from gateway.signin.browser import BrowserBinding
+from gateway.signin.sessions import Sessions
+from gateway.store.base import Store
+from gateway.store.factory import open_store
+from gateway.tokens.keys import KeyRing, ensure_keys
+from idp_connectors.base import ConnectorContext
+from idp_connectors.email_otp.connector import EmailOtpConnector
+
+TEMPLATES = Path(__file__).parent / "templates"
+KEY_REFRESH_SECONDS = 30
+
+
+def secret_keys(settings: Settings) -> list[str]:
+    if settings.secrets is not None:
+        return settings.secrets.keys
+    return [load_or_create_dev_secret()]
+
+
+def signing_algorithms(settings: Settings) -> set[str]:
+    """Both algorithms always have a key: ES256 by default, RS256 for apps that ask for it."""
+    return {"ES256", "RS256", settings.keys.algorithm}
+
+
+async def first_start(settings: Settings, store: Store, box: SecretBox, now: int) -> bytes:
+    """Idempotent start-up work: schema, signing keys, the pairwise salt. Returns the salt."""
+    await store.migrate()
+    await ensure_keys(store, box, signing_algorithms(settings), now)
+    salt = await store.set_meta_if_absent("pairwise_salt", base64.b64encode(secrets.token_bytes(32)).decode())
+    return base64.b64decode(salt)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    box: SecretBox
+    keys: KeyRing
+    outbox: Outbox
+    pairwise_salt: bytes
+    templates: Jinja2Templates
+    browser: BrowserBinding
+    sessions: Sessions
+    email_otp: EmailOtpConnector
+    clock: Callable[[], float] = time.time
+    http_client: Any = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.settings.issuer).scheme == "https"
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.outbox.stop()
+        await self.store.close()
+
+
+async def _refresh_keys(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(KEY_REFRESH_SECONDS)
+        try:
+            await runtime.keys.refresh(runtime.store)
+        except Exception:  # noqa: BLE001 - a failed refresh keeps the current keys; retried next round
+            import logging
+
+            logging.getLogger("gateway").exception("signing-key refresh failed")
+
+
+async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+    store = open_store(settings.store)
+    box = SecretBox(secret_keys(settings))
+    salt = await first_start(settings, store, box, int(clock()))
+    keys = await KeyRing.load(store, box, clock=clock)
+    outbox = open_outbox(settings.mail)
+    await outbox.start()
+    secure = urlsplit(settings.issuer).scheme == "https"
+    email_config = next(c for c in settings.connectors if c.type == "email_otp")
+    context = ConnectorContext(state=store, mail=outbox, keyed_hash=box.keyed_hash, tenant_name=settings.tenant.name)
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.globals["tenant_name"] = settings.tenant.name
+    runtime = Runtime(
+        settings=settings,
+        store=store,
+        box=box,
+        keys=keys,
+        outbox=outbox,
+        pairwise_salt=salt,
+        templates=templates,
+        browser=BrowserBinding(box, secure=secure),
+        sessions=Sessions(store, secure=secure),
+        email_otp=EmailOtpConnector(email_config, settings.passcode, context),
+        clock=clock,
+    )
+    runtime._tasks.append(asyncio.create_task(_refresh_keys(runtime)))
+    return runtime

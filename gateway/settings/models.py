@@ -1,0 +1,309 @@
+"""Typed models of ``gateway.yaml``. Unknown keys are errors; cross-field rules live here too.
+
+Key names follow DESIGN.md's configuration sketch (snake_case keys; enum values keep the
+reference's spelling). Extend, don't rename.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from idp_connectors.registry import ConnectorConfig
+from idp_connectors.email_otp.config import PasscodePolicy
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Seconds = Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_absolute_url(url: str, *, allow_http_loopback: bool = True) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.fragment:
+        raise ValueError("must not contain a fragment")
+    if parts.scheme == "http" and not (allow_http_loopback and is_loopback_host(parts.hostname)):
+        raise ValueError("must use https (http is allowed only for loopback addresses)")
+    return url
+
+
+AbsoluteUrl = Annotated[str, AfterValidator(check_absolute_url)]
+"""An absolute http(s) URL without fragment; http only for loopback. Errors name the list item."""
+
+
+class Tenant(Strict):
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")] = Field(
+        description="The resource organisation's id (a lower-case UUID); the `tid` claim."
+    )
+    domain: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")] = (
+        Field(description="The initial domain, used in guest user principal names (#EXT#@domain).")
+    )
+    name: str = Field(min_length=1, max_length=256)
+
+
+class Secrets(Strict):
+    key: str | list[str] = Field(
+        description="Install secret(s), at least 32 characters each. A list rotates: the first "
+        "derives keys for new data, all of them still decrypt and verify."
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: str | list[str]) -> str | list[str]:
+        keys = [value] if isinstance(value, str) else value
+        if not keys:
+            raise ValueError("at least one key is required")
+        for key in keys:
+            if len(key) < 32:
+                raise ValueError("each secret key must be at least 32 characters")
+        return value
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+
+class Keys(Strict):
+    algorithm: Literal["ES256", "RS256"] = Field(
+        "ES256", description="Default signing algorithm of ID tokens and logout tokens."
+    )
+    rotation_overlap_seconds: Seconds = Field(
+        86400,
+        description="How long a newly published key waits before it signs (so caches see it first).",
+    )
+
+
+class Smtp(Strict):
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @model_validator(mode="after")
+    def _tls_modes(self) -> Smtp:
+        if self.starttls and self.ssl:
+            raise ValueError("choose one of starttls and ssl")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+class Mail(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", description="The From header, e.g. `Contoso <no-reply@contoso.example>`.")
+    console: bool = Field(False, description="Dev outbox: print mail to the log instead of sending it.")
+    smtp: Smtp | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Mail:
+        if self.console == (self.smtp is not None):
+            raise ValueError("set exactly one of `console: true` and `smtp:`")
+        return self
+
+
+class OidcClient(Strict):
+    client_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+    client_secret: str | None = Field(
+        None, description="null: a public client (token_endpoint_auth_method none, PKCE required)."
+    )
+    redirect_uris: list[AbsoluteUrl] = Field(min_length=1)
+    post_logout_redirect_uris: list[AbsoluteUrl] = []
+    id_token_signed_response_alg: Literal["ES256", "RS256"] | None = None
+    require_pkce: bool = False
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    scopes: list[str] = Field(
+        ["openid", "profile", "email", "offline_access"], description="Scopes this client may be granted."
+    )
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_strength(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("a client secret must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_method_matches_secret(self) -> OidcClient:
+        method = self.token_endpoint_auth_method
+        if self.client_secret is None and method not in (None, "none"):
+            raise ValueError(f"token_endpoint_auth_method {method} needs a client_secret")
+        if self.client_secret is not None and method == "none":
+            raise ValueError("a client with a client_secret cannot use token_endpoint_auth_method none")
+        return self
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_secret is None
+
+    @property
+    def pkce_required(self) -> bool:
+        return self.is_public or self.require_pkce
+
+
+class Application(Strict):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=256)
+    oidc: OidcClient | None = None
+    user_flow: Identifier | None = Field(
+        None, description="The user flow whose identity providers this app offers for self-service sign-up."
+    )
+
+
+class UserFlow(Strict):
+    id: Identifier
+    identity_providers: list[Identifier] = Field(min_length=1)
+
+
+class ExternalCollaboration(Strict):
+    self_service_sign_up: bool = Field(
+        False, description="The tenant switch for self-service sign-up through user flows (reference default: off)."
+    )
+
+
+class Demo(Strict):
+    enabled: bool = False
+
+
+class TokenLifetimes(Strict):
+    authorization_code_seconds: Annotated[int, Field(gt=0, le=600)] = 60
+    access_token_seconds: Seconds = 3600
+    id_token_seconds: Seconds = 3600
+    refresh_token_idle_seconds: Seconds = 14 * 86400
+    refresh_token_absolute_seconds: Seconds = 90 * 86400
+    session_seconds: Seconds = Field(86400, description="SSO session lifetime after a passcode sign-in.")
+    signin_seconds: Annotated[int, Field(gt=0, le=86400)] = Field(
+        1800, description="How long a started sign-in (transaction) may take."
+    )
+
+
+class Limits(Strict):
+    passcode_sends_per_ip_per_hour: Annotated[int, Field(gt=0)] = Field(
+        30, description="Passcodes one client IP address may request in an hour (429 with Retry-After past it)."
+    )
+
+
+class Settings(Strict):
+    issuer: str = Field(description="Public base URL and OIDC issuer: no path, https unless loopback.")
+    tenant: Tenant
+    secrets: Secrets | None = Field(
+        None, description="Left out: generated under var/ when the issuer is loopback; a config error otherwise."
+    )
+    store: str = Field("sqlite:///var/gateway.db", description="sqlite:///relative/path.db or redis://host:port/db")
+    keys: Keys = Keys()
+    mail: Mail
+    connectors: list[ConnectorConfig] = Field(min_length=1)
+    applications: list[Application] = []
+    user_flows: list[UserFlow] = []
+    external_collaboration: ExternalCollaboration = ExternalCollaboration()
+    demo: Demo = Demo()
+    tokens: TokenLifetimes = TokenLifetimes()
+    passcode: PasscodePolicy = PasscodePolicy()
+    limits: Limits = Limits()
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_shape(cls, value: str) -> str:
+        check_absolute_url(value)
+        parts = urlsplit(value)
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("the issuer has no path or query")
+        return value.rstrip("/")
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite:///.+|rediss?://.+)$", value):
+            raise ValueError("use sqlite:///path/to/file.db or redis://host:port/db")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        problems += _duplicates("connectors", [c.id for c in self.connectors], "id")
+        problems += _duplicates("applications", [a.id for a in self.applications], "id")
+        problems += _duplicates("user_flows", [f.id for f in self.user_flows], "id")
+        problems += _duplicates(
+            "applications", [a.oidc.client_id if a.oidc else None for a in self.applications], "oidc", "client_id"
+        )
+        connector_ids = {c.id for c in self.connectors}
+        flow_ids = {f.id for f in self.user_flows}
+        for i, flow in enumerate(self.user_flows):
+            for j, idp in enumerate(flow.identity_providers):
+                if idp not in connector_ids:
+                    problems.append(
+                        (("user_flows", i, "identity_providers", j), f"unknown connector {idp!r}")
+                    )
+        for i, app in enumerate(self.applications):
+            if app.user_flow is not None and app.user_flow not in flow_ids:
+                problems.append((("applications", i, "user_flow"), f"unknown user flow {app.user_flow!r}"))
+        if self.secrets is None and not is_loopback_host(urlsplit(self.issuer).hostname or ""):
+            problems.append((("issuer",), "secrets.key is required when the issuer is not a loopback address"))
+        if self.demo.enabled:
+            demo = self.application("demo")
+            if demo is None or demo.oidc is None:
+                problems.append(
+                    (("demo", "enabled"), "needs an application with id `demo` and an `oidc` registration")
+                )
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Settings",
+                [
+                    InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc, input=None)
+                    for loc, message in problems
+                ],
+            )
+        return self
+
+    def application(self, app_id: str) -> Application | None:
+        return next((a for a in self.applications if a.id == app_id), None)
+
+    def client(self, client_id: str) -> Application | None:
+        return next((a for a in self.applications if a.oidc and a.oidc.client_id == client_id), None)
+
+    def user_flow(self, flow_id: str | None) -> UserFlow | None:
+        return next((f for f in self.user_flows if f.id == flow_id), None)
+
+
+def _duplicates(
+    section: str, ids: list[str | None], *key: str
+) -> list[tuple[tuple[str | int, ...], str]]:
+    seen: set[str] = set()
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for index, item in enumerate(ids):
+        if item is None:
+            continue
+        if item in seen:
+            found.append(((section, index, *key), f"duplicate {key[-1]} {item!r}"))
+        seen.add(item)
+    return found

@@ -1,0 +1,197 @@
+"""The sign-in pages: email first (home-realm discovery), then the passcode.
+
+Every page works without JavaScript. Each request is checked against the stored
+transaction and the browser that started it; every POST carries a CSRF token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway import audit
+from gateway.http import BadForm, client_ip, read_form
+from gateway.pages import error_page, render
+from gateway.policy.signup import self_service_sign_up
+from gateway.runtime import Runtime
+from gateway.signin import transaction
+from gateway.signin.complete import complete_signin
+from gateway.signin.transaction import SignIn
+from idp_connectors.base import ConnectorError
+from idp_connectors.email_otp.connector import RateLimited, normalise_email
+
+EXPIRED = "This sign-in has expired or is unknown. Go back to the application and start again."
+
+
+async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
+    rt: Runtime = request.app.state.runtime
+    signin = await transaction.load(rt.store, request.path_params["signin_id"])
+    if signin is None:
+        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+    if not rt.browser.matches(signin.browser, request):
+        return error_page(
+            request, "Wrong browser", "This sign-in was started in another browser. Start again from the application.",
+            status=403,
+        )
+    return rt, signin
+
+
+async def _load_post(request: Request) -> tuple[Runtime, SignIn, dict[str, str]] | Response:
+    loaded = await _load(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin = loaded
+    try:
+        form = await read_form(request)
+    except BadForm as exc:
+        return error_page(request, "Invalid request", str(exc), status=400)
+    csrf = form.get("csrf")
+    if not rt.browser.check_csrf(signin.id, request, csrf if isinstance(csrf, str) else None):
+        return error_page(request, "Form expired", "This form is no longer valid. Go back and try again.", status=403)
+    return rt, signin, {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _csrf(rt: Runtime, request: Request, signin: SignIn) -> str:
+    browser_id = rt.browser.browser_id(request)
+    assert browser_id is not None
+    return rt.browser.csrf_token(signin.id, browser_id)
+
+
+def _app_name(rt: Runtime, signin: SignIn) -> str:
+    app = rt.settings.application(signin.app_id)
+    return app.name if app else signin.app_id
+
+
+def _origin(url: str) -> str:
+    """The redirect URI's origin: form submissions here end in a redirect there (CSP form-action)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _email_page(rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None,
+                email: str | None = None, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return render(request, "signin_email.html", {
+        "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
+        "email": email if email is not None else (signin.email or signin.login_hint or ""), "error": error,
+    }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
+
+
+def _passcode_page(rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None,
+                   notice: str | None = None, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return render(request, "signin_passcode.html", {
+        "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
+        "length": rt.settings.passcode.length, "minutes": rt.settings.passcode.validity_seconds // 60,
+        "error": error, "notice": notice,
+    }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
+
+
+async def email_page(request: Request) -> Response:
+    loaded = await _load(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin = loaded
+    return _email_page(rt, request, signin)
+
+
+async def submit_email(request: Request) -> Response:
+    loaded = await _load_post(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin, form = loaded
+    raw = form.get("email", "")
+    try:
+        email = normalise_email(raw)
+    except ConnectorError:
+        return _email_page(rt, request, signin, error="Enter a valid email address.", email=raw[:320], status=400)
+    signin.email, signin.connector_id = email, rt.email_otp.config.id
+    return await _send(rt, request, signin, page=_email_page)
+
+
+async def resend(request: Request) -> Response:
+    loaded = await _load_post(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin, _ = loaded
+    if signin.email is None:
+        return RedirectResponse(f"/signin/{signin.id}", status_code=303)
+    return await _send(rt, request, signin, page=_passcode_page, resent=True)
+
+
+async def _send(
+    rt: Runtime, request: Request, signin: SignIn, *, page: Callable[..., Response], resent: bool = False
+) -> Response:
+    """Send a passcode (or, for an address that may not sign in, do the same work without mail)."""
+    assert signin.email is not None
+    limit = rt.settings.limits.passcode_sends_per_ip_per_hour
+    counter = await rt.store.incr("ip-passcode-sends", rt.box.keyed_hash("ip", client_ip(request)), 3600)
+    if counter.value > limit:
+        return page(rt, request, signin, error="Too many passcodes were requested from your network. Try again later.",
+                    status=429, headers={"Retry-After": str(max(counter.expires_in, 1))})
+    known = await rt.store.find_user_by_identity("mail", signin.email) is not None
+    deliver = known or _may_sign_up(rt, signin)
+    try:
+        await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver)
+    except RateLimited as exc:
+        return page(rt, request, signin, error=f"A passcode was sent recently. Wait {exc.retry_after} seconds, "
+                    "then ask for a new one.", status=429, headers={"Retry-After": str(exc.retry_after)})
+    ttl = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
+    if ttl <= 0:
+        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+    await transaction.save(rt.store, signin, ttl)
+    target = f"/signin/{signin.id}/passcode" + ("?resent=1" if resent else "")
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _may_sign_up(rt: Runtime, signin: SignIn) -> bool:
+    app = rt.settings.application(signin.app_id)
+    return app is not None and self_service_sign_up(rt.settings, app, rt.email_otp.config.id).allowed
+
+
+async def passcode_page(request: Request) -> Response:
+    loaded = await _load(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin = loaded
+    if signin.email is None:
+        return RedirectResponse(f"/signin/{signin.id}", status_code=303)
+    notice = "We sent you a new passcode." if request.query_params.get("resent") else None
+    return _passcode_page(rt, request, signin, notice=notice)
+
+
+async def submit_passcode(request: Request) -> Response:
+    loaded = await _load_post(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin, form = loaded
+    if signin.email is None:
+        return RedirectResponse(f"/signin/{signin.id}", status_code=303)
+    try:
+        identity = await rt.email_otp.verify_passcode(signin.id, signin.email, form.get("passcode", ""), rt.now())
+    except ConnectorError as exc:
+        audit.signin_failed(rt, signin.app_id, reason=exc.code, request=request, connector_id=signin.connector_id,
+                            decisions=[audit.decision("authentication", "failed", exc.code)])
+        if exc.code == "too_many_attempts":
+            await transaction.finish(rt.store, signin.id)
+            return error_page(request, "Too many wrong passcodes",
+                              "For your security this sign-in was stopped. Start again from the application.",
+                              status=400)
+        message = {
+            "invalid_passcode": "That passcode is not right. {left} attempts left.",
+            "expired": "That passcode has expired. Ask for a new one.",
+        }.get(exc.code, "That passcode did not work.")
+        return _passcode_page(rt, request, signin, status=400,
+                              error=message.format(left=getattr(exc, "attempts_left", "No")))
+    return await complete_signin(rt, request, signin, identity)
+
+
+ROUTES = [
+    Route("/signin/{signin_id}", email_page, methods=["GET"]),
+    Route("/signin/{signin_id}/email", submit_email, methods=["POST"]),
+    Route("/signin/{signin_id}/passcode", passcode_page, methods=["GET"]),
+    Route("/signin/{signin_id}/passcode", submit_passcode, methods=["POST"]),
+    Route("/signin/{signin_id}/resend", resend, methods=["POST"]),
+]

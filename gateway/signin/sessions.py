@@ -1,0 +1,89 @@
+"""The SSO session: a small server-side record behind an opaque HttpOnly cookie.
+
+The cookie holds 256 random bits; the store keys the record by their SHA-256, so a store
+dump yields no usable cookie. The record holds ids, times and satisfied factors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.store.base import ArtefactStore
+
+KIND = "session"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SsoSession:
+    user_id: str
+    sid: str
+    auth_time: int
+    expires_at: int
+    amr: list[str]
+    acr: str
+    idp: str
+    connector_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Sessions:
+    def __init__(self, store: ArtefactStore, *, secure: bool) -> None:
+        self._store = store
+        self.secure = secure
+        self.cookie_name = "__Host-gw_session" if secure else "gw_session"
+
+    async def current(self, request: Request, now: int) -> SsoSession | None:
+        token = request.cookies.get(self.cookie_name)
+        if token is None or not (20 <= len(token) <= 64):
+            return None
+        data = await self._store.get(KIND, _hash(token))
+        if data is None:
+            return None
+        session = SsoSession(**data)
+        return session if session.expires_at > now else None
+
+    async def create(
+        self, *, user_id: str, auth_time: int, lifetime: int, amr: list[str], acr: str, idp: str,
+        connector_id: str,
+    ) -> tuple[SsoSession, str]:
+        """Store a new session; returns it and the cookie value to ``attach``."""
+        token = secrets.token_urlsafe(32)
+        session = SsoSession(
+            user_id=user_id,
+            sid=secrets.token_urlsafe(16),
+            auth_time=auth_time,
+            expires_at=auth_time + lifetime,
+            amr=amr,
+            acr=acr,
+            idp=idp,
+            connector_id=connector_id,
+        )
+        await self._store.put(KIND, _hash(token), session.to_json(), lifetime, grant_id=f"user:{user_id}")
+        return session, token
+
+    def attach(self, response: Response, token: str, lifetime: int) -> None:
+        response.set_cookie(
+            self.cookie_name, token, max_age=lifetime, path="/", secure=self.secure, httponly=True, samesite="lax"
+        )
+
+    async def forget(self, request: Request) -> None:
+        """Delete the record behind this browser's session cookie, if any."""
+        token = request.cookies.get(self.cookie_name)
+        if token is not None and len(token) <= 64:
+            await self._store.delete(KIND, _hash(token))
+
+    async def end(self, request: Request, response: Response) -> None:
+        await self.forget(request)
+        response.delete_cookie(self.cookie_name, path="/", secure=self.secure, httponly=True, samesite="lax")

@@ -1,0 +1,56 @@
+"""The sign-in transaction: everything an authorization request asked for, kept server-side."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.store.base import ArtefactStore
+
+KIND = "signin"
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass
+class SignIn:
+    id: str
+    app_id: str
+    client_id: str
+    redirect_uri: str
+    scopes: list[str]
+    browser: str
+    created_at: int
+    state: str | None = None
+    nonce: str | None = None
+    code_challenge: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    max_age: int | None = None
+    login_hint: str | None = None
+    email: str | None = None
+    connector_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SignIn:
+        return cls(**data)
+
+
+async def save(store: ArtefactStore, signin: SignIn, ttl: int) -> None:
+    await store.put(KIND, signin.id, signin.to_json(), ttl)
+
+
+async def load(store: ArtefactStore, signin_id: str) -> SignIn | None:
+    if not signin_id or len(signin_id) > 64:
+        return None
+    data = await store.get(KIND, signin_id)
+    return SignIn.from_json(data) if data is not None else None
+
+
+async def finish(store: ArtefactStore, signin_id: str) -> None:
+    await store.delete(KIND, signin_id)

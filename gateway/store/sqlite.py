@@ -1,0 +1,407 @@
+"""SQLite backend: the embedded default for a single node (any number of worker processes).
+
+Each store instance owns one connection on one dedicated worker thread (a single-thread
+executor), so the event loop never blocks on SQLite and every operation is exactly one
+executor hop. The connection runs in WAL mode with ``synchronous=NORMAL`` and a 5 s busy
+timeout; every write is one ``BEGIN IMMEDIATE`` transaction, so several processes (``uvicorn
+--workers N``) can share the file. ``consume`` and ``incr`` are single atomic statements
+(``UPDATE … RETURNING`` / upsert ``RETURNING``, SQLite >= 3.35). SQL text is constant, so the
+connection's statement cache prepares each statement once.
+
+Rows carry ``expires_at`` (epoch seconds from the injectable ``clock``); reads treat expired
+rows as absent, and writes purge expired rows in small batches at most once a minute.
+
+Tables: ``artefacts`` (kind, id, payload, grant_id, uses, expires_at), ``counters`` (kind, id,
+value, expires_at), ``users`` (id, JSON doc), ``identities`` (PRIMARY KEY (issuer,
+issuer_assigned_id) -> user_id), ``signing_keys`` (insertion seq, kid, JSON record) and
+``meta`` (name, value; holds ``schema_version``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from gateway.store.base import JSON, Consumed, Counter
+from gateway.store.validate import (
+    SCHEMA_VERSION,
+    check_grant,
+    check_identities,
+    check_key,
+    check_meta_value,
+    check_schema_version,
+    check_seconds,
+    check_signing_key,
+    check_text,
+    check_user,
+    decode,
+    encode,
+)
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection, float], T]
+
+BUSY_TIMEOUT_SECONDS = 5.0
+PURGE_INTERVAL_SECONDS = 60.0
+PURGE_BATCH = 500
+MIN_SQLITE = (3, 35, 0)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS artefacts (
+        kind TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT,
+        uses INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL,
+        PRIMARY KEY (kind, id)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS artefacts_grant ON artefacts (grant_id) WHERE grant_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS artefacts_expiry ON artefacts (expires_at)",
+    """CREATE TABLE IF NOT EXISTS counters (
+        kind TEXT NOT NULL, id TEXT NOT NULL, value INTEGER NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (kind, id)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS counters_expiry ON counters (expires_at)",
+    "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS identities (
+        issuer TEXT NOT NULL, issuer_assigned_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        PRIMARY KEY (issuer, issuer_assigned_id)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS identities_user ON identities (user_id)",
+    """CREATE TABLE IF NOT EXISTS signing_keys (
+        seq INTEGER PRIMARY KEY, kid TEXT NOT NULL UNIQUE, record TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+
+PUT = """INSERT INTO artefacts (kind, id, payload, grant_id, uses, expires_at)
+VALUES (:kind, :id, :payload, :grant, 0, :expires)
+ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+    uses = 0, expires_at = excluded.expires_at"""
+ADD = PUT + " WHERE artefacts.expires_at <= :now RETURNING 1"
+GET = "SELECT payload FROM artefacts WHERE kind = ? AND id = ? AND expires_at > ?"
+TTL = "SELECT expires_at FROM artefacts WHERE kind = ? AND id = ? AND expires_at > ?"
+CONSUME = """UPDATE artefacts SET uses = uses + 1 WHERE kind = ? AND id = ? AND expires_at > ?
+RETURNING payload, grant_id, uses"""
+DELETE_ARTEFACT = "DELETE FROM artefacts WHERE kind = ? AND id = ?"
+DELETE_COUNTER = "DELETE FROM counters WHERE kind = ? AND id = ?"
+REVOKE = "DELETE FROM artefacts WHERE grant_id = ? RETURNING expires_at"
+INCR = """INSERT INTO counters (kind, id, value, expires_at) VALUES (:kind, :id, 1, :expires)
+ON CONFLICT (kind, id) DO UPDATE SET
+    value = CASE WHEN counters.expires_at <= :now THEN 1 ELSE counters.value + 1 END,
+    expires_at = CASE WHEN counters.expires_at <= :now THEN excluded.expires_at
+                 ELSE counters.expires_at END
+RETURNING value, expires_at"""
+PURGE_ARTEFACTS = """DELETE FROM artefacts WHERE (kind, id) IN
+    (SELECT kind, id FROM artefacts WHERE expires_at <= ? LIMIT ?)"""
+PURGE_COUNTERS = """DELETE FROM counters WHERE (kind, id) IN
+    (SELECT kind, id FROM counters WHERE expires_at <= ? LIMIT ?)"""
+
+USER_EXISTS = "SELECT 1 FROM users WHERE id = ?"
+IDENTITY_EXISTS = "SELECT 1 FROM identities WHERE issuer = ? AND issuer_assigned_id = ?"
+INSERT_USER = "INSERT INTO users (id, doc) VALUES (?, ?)"
+INSERT_IDENTITY = "INSERT INTO identities (issuer, issuer_assigned_id, user_id) VALUES (?, ?, ?)"
+GET_USER = "SELECT doc FROM users WHERE id = ?"
+FIND_USER = """SELECT users.doc FROM identities JOIN users ON users.id = identities.user_id
+WHERE identities.issuer = ? AND identities.issuer_assigned_id = ?"""
+UPDATE_USER = "UPDATE users SET doc = ? WHERE id = ?"
+LIST_KEYS = "SELECT record FROM signing_keys ORDER BY seq"
+SAVE_KEY = """INSERT INTO signing_keys (kid, record) VALUES (?, ?)
+ON CONFLICT (kid) DO UPDATE SET record = excluded.record"""
+GET_META = "SELECT value FROM meta WHERE name = ?"
+ADD_META = "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+HAS_META_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+SET_SCHEMA_VERSION = """INSERT INTO meta (name, value) VALUES ('schema_version', ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
+
+
+def _seconds_left(expires_at: float, now: float) -> int:
+    return max(math.ceil(expires_at - now), 0)
+
+
+class SQLiteStore:
+    """``Store`` over one SQLite file; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        purge_interval: float = PURGE_INTERVAL_SECONDS,
+    ) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} is too old: the store needs >= 3.35 (UPDATE … RETURNING)"
+            )
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._purge_interval = purge_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-sqlite")
+        self._closed = False
+        # Touched only on the worker thread:
+        self._conn: sqlite3.Connection | None = None
+        self._next_purge = float("-inf")
+
+    # -- worker-thread plumbing --------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=64
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return conn
+
+    def _read_now(self, work: Work[T]) -> T:
+        return work(self._db(), self._clock())
+
+    def _write_now(self, work: Work[T]) -> T:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()
+            result = work(conn, now)
+            if now >= self._next_purge:
+                self._purge(conn, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _purge(self, conn: sqlite3.Connection, now: float) -> None:
+        backlog = False
+        for statement in (PURGE_ARTEFACTS, PURGE_COUNTERS):
+            backlog |= conn.execute(statement, (now, PURGE_BATCH)).rowcount >= PURGE_BATCH
+        self._next_purge = now if backlog else now + self._purge_interval
+
+    def _migrate_now(self) -> None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute(HAS_META_TABLE).fetchone() is not None:
+                row = conn.execute(GET_META, ("schema_version",)).fetchone()
+                check_schema_version(None if row is None else str(row[0]))
+            for statement in SCHEMA:
+                conn.execute(statement)
+            conn.execute(SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _close_now(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _submit(self, call: Callable[[Work[T]], T], work: Work[T]) -> T:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, work)
+
+    async def _read(self, work: Work[T]) -> T:
+        return await self._submit(self._read_now, work)
+
+    async def _write(self, work: Work[T]) -> T:
+        return await self._submit(self._write_now, work)
+
+    # -- Store -------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._migrate_now)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_now)
+        self._executor.shutdown(wait=False)
+
+    # -- ArtefactStore -----------------------------------------------------------------
+
+    async def put(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> None:
+        check_key(kind, id)
+        check_seconds("ttl", ttl)
+        check_grant(grant_id)
+        text = encode("payload", payload)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                PUT, {"kind": kind, "id": id, "payload": text, "grant": grant_id, "expires": now + ttl}
+            )
+
+        await self._write(work)
+
+    async def add(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> bool:
+        check_key(kind, id)
+        check_seconds("ttl", ttl)
+        check_grant(grant_id)
+        text = encode("payload", payload)
+
+        def work(conn: sqlite3.Connection, now: float) -> bool:
+            params = {
+                "kind": kind,
+                "id": id,
+                "payload": text,
+                "grant": grant_id,
+                "expires": now + ttl,
+                "now": now,
+            }
+            return conn.execute(ADD, params).fetchone() is not None
+
+        return await self._write(work)
+
+    async def get(self, kind: str, id: str) -> JSON | None:
+        check_key(kind, id)
+
+        def work(conn: sqlite3.Connection, now: float) -> JSON | None:
+            row = conn.execute(GET, (kind, id, now)).fetchone()
+            return None if row is None else decode(row[0])
+
+        return await self._read(work)
+
+    async def consume(self, kind: str, id: str) -> Consumed | None:
+        check_key(kind, id)
+
+        def work(conn: sqlite3.Connection, now: float) -> Consumed | None:
+            row = conn.execute(CONSUME, (kind, id, now)).fetchone()
+            if row is None:
+                return None
+            return Consumed(payload=decode(row[0]), grant_id=row[1], first=row[2] == 1)
+
+        return await self._write(work)
+
+    async def delete(self, kind: str, id: str) -> None:
+        check_key(kind, id)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(DELETE_ARTEFACT, (kind, id))
+            conn.execute(DELETE_COUNTER, (kind, id))
+
+        await self._write(work)
+
+    async def revoke_grant(self, grant_id: str) -> int:
+        check_text("grant_id", grant_id)
+
+        def work(conn: sqlite3.Connection, now: float) -> int:
+            return sum(1 for (expires_at,) in conn.execute(REVOKE, (grant_id,)) if expires_at > now)
+
+        return await self._write(work)
+
+    async def incr(self, kind: str, id: str, window: int) -> Counter:
+        check_key(kind, id)
+        check_seconds("window", window)
+
+        def work(conn: sqlite3.Connection, now: float) -> Counter:
+            params = {"kind": kind, "id": id, "expires": now + window, "now": now}
+            value, expires_at = conn.execute(INCR, params).fetchone()
+            return Counter(value=value, expires_in=_seconds_left(expires_at, now))
+
+        return await self._write(work)
+
+    async def ttl(self, kind: str, id: str) -> int | None:
+        check_key(kind, id)
+
+        def work(conn: sqlite3.Connection, now: float) -> int | None:
+            row = conn.execute(TTL, (kind, id, now)).fetchone()
+            return None if row is None else _seconds_left(row[0], now)
+
+        return await self._read(work)
+
+    # -- DirectoryStore ----------------------------------------------------------------
+
+    async def create_user(self, user: JSON, identities: list[tuple[str, str]]) -> bool:
+        user_id = check_user(user)
+        pairs = check_identities(identities)
+        doc = encode("user", user)
+
+        def work(conn: sqlite3.Connection, now: float) -> bool:
+            if conn.execute(USER_EXISTS, (user_id,)).fetchone() is not None:
+                raise ValueError(f"a user with id {user_id!r} already exists")
+            for pair in pairs:
+                if conn.execute(IDENTITY_EXISTS, pair).fetchone() is not None:
+                    return False
+            conn.execute(INSERT_USER, (user_id, doc))
+            conn.executemany(INSERT_IDENTITY, [(issuer, assigned, user_id) for issuer, assigned in pairs])
+            return True
+
+        return await self._write(work)
+
+    async def get_user(self, user_id: str) -> JSON | None:
+        check_text("user id", user_id)
+
+        def work(conn: sqlite3.Connection, now: float) -> JSON | None:
+            row = conn.execute(GET_USER, (user_id,)).fetchone()
+            return None if row is None else decode(row[0])
+
+        return await self._read(work)
+
+    async def find_user_by_identity(self, issuer: str, issuer_assigned_id: str) -> JSON | None:
+        check_text("identity issuer", issuer)
+        check_text("identity issuer_assigned_id", issuer_assigned_id)
+
+        def work(conn: sqlite3.Connection, now: float) -> JSON | None:
+            row = conn.execute(FIND_USER, (issuer, issuer_assigned_id)).fetchone()
+            return None if row is None else decode(row[0])
+
+        return await self._read(work)
+
+    async def update_user(self, user: JSON) -> None:
+        user_id = check_user(user)
+        doc = encode("user", user)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            if conn.execute(UPDATE_USER, (doc, user_id)).rowcount != 1:
+                raise KeyError(f"no user with id {user_id!r}")
+
+        await self._write(work)
+
+    async def list_signing_keys(self) -> list[JSON]:
+        def work(conn: sqlite3.Connection, now: float) -> list[JSON]:
+            return [decode(record) for (record,) in conn.execute(LIST_KEYS)]
+
+        return await self._read(work)
+
+    async def save_signing_key(self, record: JSON) -> None:
+        kid = check_signing_key(record)
+        text = encode("signing-key record", record)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(SAVE_KEY, (kid, text))
+
+        await self._write(work)
+
+    async def get_meta(self, name: str) -> str | None:
+        check_text("meta name", name)
+
+        def work(conn: sqlite3.Connection, now: float) -> str | None:
+            row = conn.execute(GET_META, (name,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(work)
+
+    async def set_meta_if_absent(self, name: str, value: str) -> str:
+        check_text("meta name", name)
+        check_meta_value(value)
+
+        def work(conn: sqlite3.Connection, now: float) -> str:
+            conn.execute(ADD_META, (name, value))
+            return str(conn.execute(GET_META, (name,)).fetchone()[0])
+
+        return await self._write(work)

@@ -1,0 +1,117 @@
+"""Argument checks and JSON encoding shared by both store backends.
+
+Every backend runs these before it touches storage, so a bad argument fails with the same
+clear ``ValueError``/``TypeError`` on SQLite and Redis, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, cast
+
+from gateway.store.base import JSON
+
+KIND_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_ID_LENGTH = 1024
+MAX_TTL = 10 * 366 * 86400
+SCHEMA_VERSION = 1
+
+
+def check_key(kind: str, id: str) -> None:
+    """``kind`` names a family (letters, digits, ``. _ -``); ``id`` is any non-empty string."""
+    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
+        raise ValueError(
+            f"artefact kind {kind!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    check_text("artefact id", id)
+
+
+def check_text(what: str, value: str) -> None:
+    """A non-empty string of at most ``MAX_ID_LENGTH`` characters."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+
+
+def check_seconds(what: str, seconds: int) -> None:
+    """A whole number of seconds between 1 and ten years."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"{what} must be an int number of seconds, got {type(seconds).__name__}")
+    if not 1 <= seconds <= MAX_TTL:
+        raise ValueError(f"{what} must be between 1 and {MAX_TTL} seconds, got {seconds}")
+
+
+def check_grant(grant_id: str | None) -> None:
+    if grant_id is not None:
+        check_text("grant_id", grant_id)
+
+
+def encode(what: str, value: JSON) -> str:
+    """Compact JSON text of a JSON object; TypeError/ValueError for anything else (NaN included)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def decode(text: str | bytes) -> JSON:
+    return cast(JSON, json.loads(text))
+
+
+def check_user(user: JSON) -> str:
+    """The user's ``id``: a user object must carry a non-empty string ``id``."""
+    if not isinstance(user, dict):
+        raise TypeError(f"user must be a JSON object (dict), got {type(user).__name__}")
+    user_id: Any = user.get("id")
+    check_text("user['id']", user_id)
+    return cast(str, user_id)
+
+
+def check_identities(identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Non-empty ``(issuer, issuerAssignedId)`` string pairs, none repeated."""
+    if not isinstance(identities, list | tuple):
+        raise TypeError("identities must be a list of (issuer, issuer_assigned_id) pairs")
+    pairs: list[tuple[str, str]] = []
+    for item in identities:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"identity {item!r} is not an (issuer, issuer_assigned_id) pair")
+        issuer, assigned = item
+        check_text("identity issuer", issuer)
+        check_text("identity issuer_assigned_id", assigned)
+        pair = (issuer, assigned)
+        if pair in pairs:
+            raise ValueError(f"identity {pair!r} is listed twice")
+        pairs.append(pair)
+    return pairs
+
+
+def check_signing_key(record: JSON) -> str:
+    """The record's ``kid``: a signing-key record must carry a non-empty string ``kid``."""
+    if not isinstance(record, dict):
+        raise TypeError(f"signing-key record must be a JSON object (dict), got {type(record).__name__}")
+    kid: Any = record.get("kid")
+    check_text("signing-key record['kid']", kid)
+    return cast(str, kid)
+
+
+def check_meta_value(value: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"meta value must be a string, got {type(value).__name__}")
+
+
+def check_schema_version(found: str | None) -> None:
+    """Refuse to run against a schema written by a newer gateway."""
+    if found is None:
+        return
+    if not found.isdigit():
+        raise RuntimeError(f"store schema_version {found!r} is not a number; the store is not ours")
+    if int(found) > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"store schema_version {found} is newer than this gateway supports ({SCHEMA_VERSION}); "
+            "upgrade the gateway"
+        )

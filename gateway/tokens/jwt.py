@@ -1,0 +1,129 @@
+"""One compact JWS/JWT with a key already chosen: encode, parse, check, and the OIDC hash helper.
+
+This module knows the token format and nothing about where keys come from (that is
+``gateway.tokens.keys``). Only the asymmetric algorithms in ``SUPPORTED_ALGS`` exist here:
+``none`` and HS* can neither be produced nor accepted, whatever a caller or a token header
+asks for (RFC 8725 section 3.1). Signing and verification go through joserfc.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+
+SUPPORTED_ALGS: Final = frozenset({"ES256", "RS256"})
+# Header parameters a token of ours carries; anything else (crit, jku, jwk, x5u, b64, ...) is refused.
+ALLOWED_HEADER: Final = frozenset({"alg", "kid", "typ"})
+# Our tokens are a few hundred bytes; refuse absurd input before decoding anything.
+MAX_TOKEN_LENGTH: Final = 16384
+
+_HALF_HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+_REGISTRIES: Final = {alg: jws.JWSRegistry(algorithms=[alg]) for alg in SUPPORTED_ALGS}
+
+SigningJWK = ECKey | RSAKey
+
+
+class InvalidToken(Exception):
+    """A token that is not one we signed with a key we still hold; ``reason`` says why, briefly."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def half_hash(value: str, alg: str) -> str:
+    """``at_hash`` / ``c_hash`` / ``s_hash`` of ``value`` for a token signed with ``alg``.
+
+    OIDC Core 3.1.3.6: hash the ASCII octets with the hash of the JWS ``alg`` (SHA-256 for
+    ES256 and RS256), keep the left-most half, base64url-encode it.
+    """
+    digest = _HALF_HASH.get(alg[-3:]) if alg[:2] in {"ES", "RS", "PS", "HS"} else None
+    if digest is None:
+        raise ValueError(f"no OIDC half hash is defined for alg {alg!r}")
+    full = digest(value.encode("ascii")).digest()
+    return b64url(full[: len(full) // 2])
+
+
+def key_fits(key: SigningJWK, alg: str) -> bool:
+    """Whether ``key`` is a key type (and curve / size) that ``alg`` may use."""
+    if alg == "ES256":
+        return isinstance(key, ECKey) and key.curve_name == "P-256"
+    if alg == "RS256":
+        return isinstance(key, RSAKey) and key.raw_value.key_size >= 2048
+    return False
+
+
+def encode(claims: dict[str, Any], key: SigningJWK, *, alg: str, kid: str, typ: str) -> str:
+    """A compact JWS of ``claims`` (compact JSON, UTF-8) with the protected header {alg, kid, typ}."""
+    if alg not in SUPPORTED_ALGS or not key_fits(key, alg):
+        raise ValueError(f"cannot sign {alg!r} with this key")
+    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    header = {"alg": alg, "kid": kid, "typ": typ}
+    return jws.serialize_compact(header, payload, key, registry=_REGISTRIES[alg])
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A syntactically valid compact JWS whose signature has not been checked yet."""
+
+    header: dict[str, Any]
+    payload: bytes
+    _signature: jws.CompactSignature
+
+    @property
+    def alg(self) -> str:
+        return str(self.header["alg"])
+
+    @property
+    def kid(self) -> str | None:
+        kid = self.header.get("kid")
+        return kid if isinstance(kid, str) else None
+
+
+def parse(token: str) -> Parsed:
+    """Split and decode a compact JWS; only the header parameters we emit are accepted."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed token")
+    try:
+        obj = jws.extract_compact(token.encode("ascii"))
+    except (JoseError, ValueError, UnicodeError) as error:
+        raise InvalidToken("malformed token") from error
+    header = obj.headers()
+    if not set(header) <= ALLOWED_HEADER:
+        raise InvalidToken("unexpected header parameter")
+    if not isinstance(header.get("alg"), str):
+        raise InvalidToken("malformed token")
+    return Parsed(header, obj.payload, obj)
+
+
+def check(parsed: Parsed, key: SigningJWK, alg: str) -> dict[str, Any]:
+    """Verify the signature of ``parsed`` with ``key`` under exactly ``alg``; return the claims."""
+    if alg not in SUPPORTED_ALGS or parsed.alg != alg:
+        raise InvalidToken("alg not allowed")
+    if not key_fits(key, alg):
+        raise InvalidToken("key does not fit alg")
+    try:
+        valid = jws.validate_compact(parsed._signature, key, registry=_REGISTRIES[alg])
+    except JoseError as error:
+        raise InvalidToken("bad signature") from error
+    if not valid:
+        raise InvalidToken("bad signature")
+    try:
+        claims = json.loads(parsed.payload)
+    except ValueError as error:
+        raise InvalidToken("payload is not JSON") from error
+    if not isinstance(claims, dict):
+        raise InvalidToken("payload is not a JSON object")
+    return claims

@@ -1,0 +1,1 @@
+"""Email one-time passcode: the last-resort home identity (issuer `mail`)."""

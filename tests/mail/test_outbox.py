@@ -1,0 +1,306 @@
+"""Mail delivery: the dev console outbox and the SMTP outbox against a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from gateway.mail.outbox import ConsoleOutbox, SmtpOutbox, open_outbox
+from gateway.mail.smtp import build_email, is_permanent, mask_address
+from gateway.settings.models import Mail
+from idp_connectors.base import MailMessage
+from idp_connectors.email_otp.messages import passcode_message
+from tests.support.smtp_server import SmtpServer, extract_passcode, start_smtp_server
+
+FROM = "Contoso <no-reply@contoso.example>"
+TO = "guest@fabrikam.example"
+FAST = (0.05, 0.05)
+
+
+def mail_settings(host: str, port: int, **smtp: Any) -> Mail:
+    return Mail.model_validate({"from": FROM, "smtp": {"host": host, "port": port, **smtp}})
+
+
+def passcode_mail(code: str = "04812345", to: str = TO) -> MailMessage:
+    return passcode_message(to=to, code=code, tenant_name="Contoso", validity_seconds=1800)
+
+
+OutboxFactory = Callable[..., SmtpOutbox]
+
+
+@pytest.fixture
+async def make_outbox() -> AsyncIterator[OutboxFactory]:
+    started: list[SmtpOutbox] = []
+
+    def make(settings: Mail, **kw: Any) -> SmtpOutbox:
+        kw.setdefault("retry_delays", FAST)
+        outbox = SmtpOutbox(settings, **kw)
+        started.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in started:
+        await outbox.stop()
+
+
+@pytest.fixture
+def caplog_mail(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="gateway.mail")
+    return caplog
+
+
+async def test_delivers_through_a_real_smtp_server(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail("04812345"))
+    message = await smtp_server.wait_for(to=TO, timeout=5)
+    assert message["From"] == FROM
+    assert message["To"] == TO
+    assert message["Subject"] == "Your Contoso sign-in code"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert parsedate_to_datetime(message["Date"]).tzinfo is not None
+    assert message["Message-ID"].endswith("@contoso.example>")
+    assert extract_passcode(message) == "04812345"
+    html = message.get_body(preferencelist=("html",))
+    assert html is not None and "04812345" in html.get_content()
+    assert smtp_server.received[0].rcpt_tos == (TO,)
+    assert smtp_server.received[0].mail_from == "no-reply@contoso.example"
+    assert not smtp_server.received[0].authenticated
+
+
+async def test_send_returns_without_waiting_for_the_server(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory
+) -> None:
+    smtp_server.delay_seconds = 0.5
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    started = time.perf_counter()
+    outbox.send(passcode_mail())
+    assert time.perf_counter() - started < 0.05
+    assert smtp_server.messages == []
+    await smtp_server.wait_for(to=TO, timeout=5)
+    assert time.perf_counter() - started >= 0.5
+
+
+async def test_a_temporary_refusal_is_retried(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.refuse_next(1, "451 4.3.0 Try again later")
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail("11112222"))
+    message = await smtp_server.wait_for(to=TO, timeout=5)
+    assert extract_passcode(message) == "11112222"
+    await outbox.stop()
+    assert smtp_server.data_commands == 2
+    assert "attempt 1 of 3 failed" in caplog_mail.text
+    assert "mail to g***@fabrikam.example delivered" in caplog_mail.text
+
+
+async def test_gives_up_after_three_attempts_logs_and_keeps_working(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.refuse_next(3)
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail("11111111"))
+    outbox.send(passcode_mail("22222222"))
+    message = await smtp_server.wait_for(to=TO, timeout=5)
+    assert extract_passcode(message) == "22222222"
+    assert smtp_server.data_commands == 4
+    assert len(smtp_server.messages) == 1
+    errors = [r for r in caplog_mail.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "after 3 attempt(s)" in errors[0].getMessage()
+    assert TO not in caplog_mail.text and "g***@fabrikam.example" in caplog_mail.text
+
+
+async def test_a_permanent_refusal_is_not_retried(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.refuse_next(3, "550 5.1.1 No such user")
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail())
+    await outbox.stop()
+    assert smtp_server.data_commands == 1
+    assert smtp_server.messages == []
+    assert "after 1 attempt(s)" in caplog_mail.text
+
+
+async def test_an_unreachable_server_is_retried_then_logged(
+    make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    with start_smtp_server() as server:
+        host, port = server.host, server.port
+    outbox = make_outbox(mail_settings(host, port, timeout_seconds=2))
+    await outbox.start()
+    outbox.send(passcode_mail())
+    await outbox.stop()
+    assert "attempt 2 of 3 failed" in caplog_mail.text
+    assert "not delivered after 3 attempt(s)" in caplog_mail.text
+
+
+async def test_stop_drains_the_queue(smtp_server: SmtpServer, make_outbox: OutboxFactory) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    for i in range(5):
+        outbox.send(passcode_mail(f"{i:08d}", to=f"guest{i}@fabrikam.example"))
+    await outbox.stop()
+    assert sorted(extract_passcode(m) for m in smtp_server.messages) == [f"{i:08d}" for i in range(5)]
+
+
+async def test_stop_waits_only_a_bounded_time(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.delay_seconds = 0.6
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port), drain_timeout=0.1)
+    await outbox.start()
+    outbox.send(passcode_mail())
+    outbox.send(passcode_mail())
+    started = time.perf_counter()
+    await outbox.stop()
+    assert time.perf_counter() - started < 0.5
+    assert "stopped with 1 messages undelivered" in caplog_mail.text
+    await smtp_server.wait_for(to=TO, timeout=5)  # the attempt already in flight finishes
+
+
+async def test_a_message_with_a_header_injection_is_refused_not_raised(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(MailMessage(to=TO, subject="Hello\r\nBcc: everyone@contoso.example", text="x"))
+    outbox.send(passcode_mail("33334444"))
+    message = await smtp_server.wait_for(timeout=5)
+    assert extract_passcode(message) == "33334444"
+    assert smtp_server.data_commands == 1
+    assert "cannot build it" in caplog_mail.text
+
+
+async def test_a_full_queue_drops_and_logs_without_raising(caplog_mail: pytest.LogCaptureFixture) -> None:
+    outbox = SmtpOutbox(mail_settings("127.0.0.1", 25), max_queued=1)
+    outbox.send(passcode_mail())
+    outbox.send(passcode_mail())
+    assert "outbox full" in caplog_mail.text
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"gateway",
+        b"correct horse battery staple",
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+async def test_logs_in_with_the_configured_credentials(make_outbox: OutboxFactory) -> None:
+    with start_smtp_server(authenticator=_authenticator, auth_require_tls=False) as server:
+        settings = mail_settings(
+            server.host, server.port, username="gateway", password="correct horse battery staple"
+        )
+        outbox = make_outbox(settings)
+        await outbox.start()
+        outbox.send(passcode_mail("55556666"))
+        assert extract_passcode(await server.wait_for(to=TO, timeout=5)) == "55556666"
+        assert server.received[0].authenticated
+        await outbox.stop()
+
+
+async def test_a_rejected_login_is_logged_without_the_password(
+    make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    with start_smtp_server(authenticator=_authenticator, auth_require_tls=False) as server:
+        settings = mail_settings(server.host, server.port, username="gateway", password="wrong-Pa55word")
+        outbox = make_outbox(settings)
+        await outbox.start()
+        outbox.send(passcode_mail())
+        await outbox.stop()
+        assert server.messages == []
+    assert "SMTPAuthenticationError" in caplog_mail.text
+    assert "after 1 attempt(s)" in caplog_mail.text
+    assert "wrong-Pa55word" not in caplog_mail.text
+    assert "wrong-Pa55word" not in repr(outbox)
+
+
+def test_refuses_to_send_credentials_in_clear_text_to_another_host() -> None:
+    with pytest.raises(ValueError, match="unencrypted"):
+        SmtpOutbox(mail_settings("smtp.contoso.example", 25, username="u", password="p"))
+    SmtpOutbox(mail_settings("smtp.contoso.example", 587, starttls=True, username="u", password="p"))
+    SmtpOutbox(mail_settings("smtp.contoso.example", 465, ssl=True, username="u", password="p"))
+    SmtpOutbox(mail_settings("127.0.0.1", 25, username="u", password="p"))
+
+
+def test_build_email_shape() -> None:
+    email = build_email(FROM, MailMessage(to=TO, subject="S", text="plain", html="<p>rich</p>"))
+    assert email.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in email.iter_parts()] == ["text/plain", "text/html"]
+    plain_only = build_email(FROM, MailMessage(to=TO, subject="S", text="plain"))
+    assert plain_only.get_content_type() == "text/plain"
+    ids = {build_email(FROM, passcode_mail())["Message-ID"] for _ in range(2)}
+    assert len(ids) == 2
+
+
+@pytest.mark.parametrize(
+    ("exc", "permanent"),
+    [
+        (smtplib.SMTPDataError(451, b"later"), False),
+        (smtplib.SMTPDataError(554, b"no"), True),
+        (smtplib.SMTPRecipientsRefused({TO: (450, b"busy")}), False),
+        (smtplib.SMTPRecipientsRefused({TO: (550, b"no such user")}), True),
+        (smtplib.SMTPAuthenticationError(535, b"bad"), True),
+        (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), True),
+        (smtplib.SMTPServerDisconnected("gone"), False),
+        (ConnectionRefusedError(), False),
+        (TimeoutError(), False),
+        (ssl.SSLCertVerificationError("bad cert"), True),
+    ],
+)
+def test_permanent_failures_are_told_apart(exc: BaseException, permanent: bool) -> None:
+    assert is_permanent(exc) is permanent
+
+
+def test_mask_address() -> None:
+    assert mask_address("jane.doe@contoso.example") == "j***@contoso.example"
+    assert mask_address("nonsense") == "***"
+
+
+async def test_console_outbox_prints_and_logs_the_code(
+    capsys: pytest.CaptureFixture[str], caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    outbox = open_outbox(Mail.model_validate({"from": FROM, "console": True}))
+    assert isinstance(outbox, ConsoleOutbox)
+    await outbox.start()
+    outbox.send(passcode_mail("90817263"))
+    await outbox.stop()
+    err = capsys.readouterr().err
+    assert "DEV OUTBOX" in err
+    assert f"To:      {TO}" in err
+    assert "Subject: Your Contoso sign-in code" in err
+    assert "90817263" in err
+    assert "90817263" in caplog_mail.text
+    assert caplog_mail.records[0].name == "gateway.mail"
+
+
+def test_open_outbox_picks_smtp() -> None:
+    assert isinstance(open_outbox(mail_settings("127.0.0.1", 2525)), SmtpOutbox)
+
+
+async def test_send_before_start_is_delivered_once_started(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    outbox.send(passcode_mail("77778888"))
+    await asyncio.sleep(0.05)
+    assert smtp_server.messages == []
+    await outbox.start()
+    assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "77778888"
