@@ -34,6 +34,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_NODES = 100_000  # aliases may multiply a small file; a real gateway.yaml has a few hundred
 _MAX_DEPTH = 64
+_VALIDATOR_ERRORS = frozenset({"value_error", "assertion_error"})
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -74,7 +75,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         problems += [
             _problem(file, finding)
             for finding in findings(Settings, root, exc.errors(include_url=False))
-            if not any(finding.path[: len(broken)] == broken for broken in converter.broken)
+            if not converter.explains(finding)
         ]
     else:
         if not problems:
@@ -204,6 +205,15 @@ class _Converter:
 
     def convert(self, root: CommentedMap) -> dict[Any, Any]:
         return {key: self._value(root[key], (str(key),), root, key) for key in root}
+
+    def explains(self, finding: Finding) -> bool:
+        """Whether ``finding`` follows from an unusable value: it is inside one, or it comes from a
+        validator that saw one (``secrets.key``'s length rule over a list holding an unset variable)."""
+        return any(
+            finding.path[: len(broken)] == broken
+            or (finding.kind in _VALIDATOR_ERRORS and broken[: len(finding.path)] == finding.path)
+            for broken in self.broken
+        )
 
     def _flag(self, path: KeyPath, container: Any, step: Any, message: str) -> None:
         line, col = node_position(container, step) or (container.lc.line, container.lc.col)

@@ -44,6 +44,7 @@ class Finding:
     line: int
     col: int
     message: str
+    kind: str = ""  # the pydantic error type, if it came from one
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ def describe(root_model: type[BaseModel], root: Any, error: ErrorDetails) -> Fin
             message = f"must be {_TYPE_NOUNS[kind]}"
         else:
             message = _plain(error["msg"])
-    return Finding(spot.path, spot.line, spot.col, message)
+    return Finding(spot.path, spot.line, spot.col, message, kind)
 
 
 def findings(root_model: type[BaseModel], root: Any, errors: list[ErrorDetails]) -> list[Finding]:
@@ -247,5 +248,5 @@ def findings(root_model: type[BaseModel], root: Any, errors: list[ErrorDetails])
             message = "must be " + " or ".join(dict.fromkeys(_TYPE_NOUNS[e["type"]] for e, _ in members))
         else:
             message = "; or: ".join(dict.fromkeys(_plain(e["msg"]) for e, _ in members))
-        out.append(Finding(spot.path, spot.line, spot.col, message))
+        out.append(Finding(spot.path, spot.line, spot.col, message, members[0][0]["type"]))
     return out

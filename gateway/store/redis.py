@@ -38,7 +38,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -186,16 +186,46 @@ def _seconds(milliseconds: int) -> int:
 Call = tuple[Script, Sequence[str], Sequence[str | int]]
 
 
+class Pipeline(Protocol):
+    """The part of ``redis.asyncio`` pipelines this module uses (typed here because the
+    ``types-redis`` stubs, when installed, shadow redis-py's own annotations and predate 5.x)."""
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | int) -> Any: ...
+
+    def script_load(self, script: str) -> Any: ...
+
+    async def execute(self) -> list[Any]: ...
+
+
+class Client(Protocol):
+    """The part of ``redis.asyncio.Redis`` (``decode_responses=True``) this module uses."""
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | int) -> Any: ...
+
+    async def hget(self, name: str, key: str) -> str | None: ...
+
+    async def hset(self, name: str, key: str, value: str) -> int: ...
+
+    async def pttl(self, name: str) -> int: ...
+
+    async def delete(self, *names: str) -> int: ...
+
+    def pipeline(self, transaction: bool = True) -> Pipeline: ...
+
+    async def aclose(self) -> None: ...
+
+
 class RedisStore:
     """``Store`` over one Redis database; see the module docstring for the key scheme."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._redis = client
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
         """A store on ``redis://`` / ``rediss://`` ``url`` (query options such as timeouts win)."""
-        return cls(Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5))
+        client = Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        return cls(cast(Client, client))
 
     # -- script plumbing ---------------------------------------------------------------
 
