@@ -36,7 +36,7 @@ async def ready(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     try:
         await rt.store.get("health", "probe")
-    except Exception:  # noqa: BLE001 - readiness reports any store failure as not ready
+    except Exception:
         return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 

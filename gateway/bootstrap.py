@@ -35,7 +35,10 @@ async def _rotate(settings: Settings, algorithm: str) -> str:
     try:
         await first_start(settings, store, box, int(time.time()))
         return await rotate(
-            store, box, algorithm, int(time.time()),
+            store,
+            box,
+            algorithm,
+            int(time.time()),
             overlap_seconds=settings.keys.rotation_overlap_seconds,
             retire_after_seconds=settings.tokens.id_token_seconds,
         )

@@ -30,14 +30,18 @@ MAX_FORM_BYTES = 64 * 1024
 def page_headers(form_action: str = "") -> dict[str, str]:
     """Headers for every HTML page: never cached, never framed, no inline script."""
     headers = dict(PAGE_HEADERS)
-    headers["Content-Security-Policy"] = headers["Content-Security-Policy"].format(form_action=form_action).replace(
-        "  ", " "
+    headers["Content-Security-Policy"] = (
+        headers["Content-Security-Policy"].format(form_action=form_action).replace("  ", " ")
     )
     return headers
 
 
 def json_response(
-    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None, *, cache: bool = False
+    body: Mapping[str, Any],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    cache: bool = False,
 ) -> Response:
     merged = {} if cache else dict(NO_STORE)
     if headers:

@@ -91,7 +91,7 @@ async def _refresh_keys(runtime: Runtime) -> None:
         await asyncio.sleep(KEY_REFRESH_SECONDS)
         try:
             await runtime.keys.refresh(runtime.store)
-        except Exception:  # noqa: BLE001 - a failed refresh keeps the current keys; retried next round
+        except Exception:
             import logging
 
             logging.getLogger("gateway").exception("signing-key refresh failed")
@@ -106,7 +106,9 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     await outbox.start()
     secure = urlsplit(settings.issuer).scheme == "https"
     email_config = next(c for c in settings.connectors if c.type == "email_otp")
-    context = ConnectorContext(state=store, mail=outbox, keyed_hash=box.keyed_hash, tenant_name=settings.tenant.name)
+    context = ConnectorContext(
+        state=store, mail=outbox, keyed_hash=box.keyed_hash, tenant_name=settings.tenant.name
+    )
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals["tenant_name"] = settings.tenant.name
     runtime = Runtime(

@@ -62,10 +62,15 @@ async def home(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     cookie = _cookie_id(request)
     signed_in = await rt.store.get(SIGNED_IN, cookie) if cookie else None
-    return render(request, "demo.html", {
-        "signed_in": signed_in, "error": request.query_params.get("error"),
-        "error_description": request.query_params.get("error_description"),
-    })
+    return render(
+        request,
+        "demo.html",
+        {
+            "signed_in": signed_in,
+            "error": request.query_params.get("error"),
+            "error_description": request.query_params.get("error_description"),
+        },
+    )
 
 
 async def login(request: Request) -> Response:
@@ -73,8 +78,13 @@ async def login(request: Request) -> Response:
     client_id, redirect_uri = _demo(rt)
     state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
     query = {
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": SCOPES,
-        "state": state, "nonce": nonce, "code_challenge": create_s256_code_challenge(verifier),
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": SCOPES,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": create_s256_code_challenge(verifier),
         "code_challenge_method": "S256",
     }
     url = f"{rt.settings.issuer}/oauth2/authorize?{urlencode(query)}"
@@ -93,11 +103,17 @@ async def callback(request: Request) -> Response:
         return error_page(request, "Demo: no sign-in in progress", "Start again at /demo.", status=400)
     params = request.query_params
     if not secrets.compare_digest(params.get("state", ""), pending.payload["state"]):
-        return error_page(request, "Demo: state mismatch", "The response does not belong to this sign-in.", 400)
+        return error_page(
+            request, "Demo: state mismatch", "The response does not belong to this sign-in.", status=400
+        )
     if params.get("iss") != rt.settings.issuer:
-        return error_page(request, "Demo: issuer mismatch", "The response names another issuer (RFC 9207).", 400)
+        return error_page(
+            request, "Demo: issuer mismatch", "The response names another issuer (RFC 9207).", status=400
+        )
     if "error" in params:
-        query = urlencode({"error": params["error"], "error_description": params.get("error_description", "")})
+        query = urlencode(
+            {"error": params["error"], "error_description": params.get("error_description", "")}
+        )
         return RedirectResponse(f"/demo?{query}", status_code=303)
     try:
         tokens = await _exchange(rt, request, params.get("code", ""), pending.payload["verifier"])
@@ -113,8 +129,13 @@ async def callback(request: Request) -> Response:
 
 async def _exchange(rt: Runtime, request: Request, code: str, verifier: str) -> dict[str, Any]:
     client_id, redirect_uri = _demo(rt)
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "client_id": client_id, "code_verifier": verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": client_id,
+        "code_verifier": verifier,
+    }
     try:
         async with httpx.AsyncClient(transport=_transport(request), timeout=10) as http:
             response = await http.post(f"{rt.settings.issuer}/oauth2/token", data=form)
@@ -136,9 +157,13 @@ async def _validate_id_token(rt: Runtime, request: Request, id_token: str, nonce
         keys = KeySet.import_key_set(response.json())
         decoded = jwt.decode(id_token, keys, algorithms=["ES256", "RS256"])
         jwt.JWTClaimsRegistry(
-            leeway=LEEWAY, iss={"essential": True, "value": rt.settings.issuer},
-            aud={"essential": True, "value": client_id}, nonce={"essential": True, "value": nonce},
-            exp={"essential": True}, iat={"essential": True}, sub={"essential": True},
+            leeway=LEEWAY,
+            iss={"essential": True, "value": rt.settings.issuer},
+            aud={"essential": True, "value": client_id},
+            nonce={"essential": True, "value": nonce},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
         ).validate(decoded.claims)
     except (JoseError, ValueError, httpx.HTTPError) as exc:
         raise DemoError(f"the ID token is not valid: {exc}") from exc
@@ -159,8 +184,9 @@ async def logout(request: Request) -> Response:
         await rt.store.delete(SIGNED_IN, cookie)
     target = "/demo"
     if signed_in is not None:
-        query = urlencode({"id_token_hint": signed_in["id_token"],
-                           "post_logout_redirect_uri": f"{rt.settings.issuer}/demo"})
+        query = urlencode(
+            {"id_token_hint": signed_in["id_token"], "post_logout_redirect_uri": f"{rt.settings.issuer}/demo"}
+        )
         target = f"{rt.settings.issuer}/oauth2/logout?{query}"
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.delete_cookie(COOKIE, path="/demo")

@@ -41,14 +41,10 @@ class Counter:
 class ArtefactStore(Protocol):
     """Short-lived artefacts: one storage shape for codes, sessions, passcodes and the rest."""
 
-    async def put(
-        self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None
-    ) -> None:
+    async def put(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> None:
         """Create or replace the artefact; it disappears ``ttl`` seconds from now."""
 
-    async def add(
-        self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None
-    ) -> bool:
+    async def add(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> bool:
         """Create the artefact only if absent (replay caches, single-use markers); True if created."""
 
     async def get(self, kind: str, id: str) -> JSON | None:

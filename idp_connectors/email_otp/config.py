@@ -23,7 +23,9 @@ class PasscodePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     length: Annotated[int, Field(ge=6, le=12)] = Field(8, description="Digits per passcode.")
-    validity_seconds: Annotated[int, Field(gt=0, le=86400)] = Field(1800, description="How long a passcode works.")
+    validity_seconds: Annotated[int, Field(gt=0, le=86400)] = Field(
+        1800, description="How long a passcode works."
+    )
     max_attempts: Annotated[int, Field(gt=0, le=100)] = Field(
         5, description="Wrong passcodes allowed per sign-in; a resend does not reset the count."
     )

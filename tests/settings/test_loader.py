@@ -358,9 +358,12 @@ def test_alias_expansion_is_bounded(workdir: Path) -> None:
 
 
 def test_deep_nesting_is_refused(workdir: Path) -> None:
-    assert problems(workdir, "issuer: " + "[" * 3000 + "]" * 3000 + "\n") == [
+    assert problems(workdir, "issuer: " + "[" * 500 + "]" * 500 + "\n") == [
         "1:1: the document is nested too deeply"
-    ]
+    ]  # the parser's own limit
+    found = problems(workdir, "issuer: " + "[" * 100 + "]" * 100 + "\n")
+    # our own limit: 64 levels; the 65th "[" is column 73 (after "issuer: " and 64 brackets)
+    assert found == ["1:73: issuer" + "[0]" * 64 + ": the document is too big or nested too deeply (check aliases)"]
 
 
 def test_problem_renders_exactly() -> None:
