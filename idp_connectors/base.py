@@ -1,10 +1,29 @@
-"""The small contract between the gateway and every connector."""
+"""The small contract between the gateway and every connector (after Dex's ``connector.go``).
+
+A connector type is a pydantic config model (``ConnectorConfigBase``) whose ``open(ctx)``
+returns the connector. Two styles exist:
+
+- ``RedirectConnector`` (OIDC, OAuth, SAML, WS-Fed): ``begin`` returns where to send the
+  browser plus opaque state, which the gateway keeps server-side and hands back to
+  ``complete`` with the callback's parameters.
+- ``PasscodeConnector`` (email one-time passcode): the gateway's own pages collect the
+  address and the code.
+
+Both return an ``UpstreamIdentity``: what the upstream asserted, never what we trust.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    import httpx
 
 JSON = dict[str, Any]
 
@@ -90,10 +109,98 @@ class KeyedHash(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConnectorContext:
+    """What the gateway lends a connector: state, mail, a keyed hash and one shared HTTP client."""
+
     state: ConnectorState
     mail: MailSender
     keyed_hash: KeyedHash
     tenant_name: str
+    http: httpx.AsyncClient | None = None
+    clock: Callable[[], float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BeginRequest:
+    """What the gateway asks of an upstream sign-in."""
+
+    state: str
+    """The single-use value for the upstream's ``state`` parameter (bound to this browser's sign-in)."""
+    callback_url: str
+    """``{issuer}/callback/{connector_id}``: the redirect URI / ACS / wreply registered upstream."""
+    login_hint: str | None = None
+    domain_hint: str | None = None
+    prompt: str | None = None
+    max_age: int | None = None
+    acr_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    url: str
+    state: JSON
+    """Opaque to the gateway: kept server-side with the sign-in and handed back to ``complete``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    params: Mapping[str, str]
+    """The callback's query (GET) or form (POST) parameters, each once."""
+    state: JSON
+    """What ``begin`` returned."""
+    callback_url: str
+
+
+class RedirectConnector(Protocol):
+    id: str
+
+    async def begin(self, request: BeginRequest) -> Redirect: ...
+
+    async def complete(self, callback: Callback) -> UpstreamIdentity: ...
+
+
+class PasscodeConnector(Protocol):
+    id: str
+
+    async def send_passcode(self, challenge_id: str, email: str, *, deliver: bool = True) -> None: ...
+
+    async def verify_passcode(
+        self, challenge_id: str, email: str, code: str, now: int
+    ) -> UpstreamIdentity: ...
+
+
+Connector = RedirectConnector | PasscodeConnector
+
+DOMAIN = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class ConnectorConfigBase(BaseModel):
+    """Fields every connector entry has. Subclasses add ``type: Literal[...]`` and their own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    display_name: str | None = Field(None, max_length=128, description="The button text on the sign-in page.")
+    domains: list[str] = Field(
+        [],
+        description="Email domains that home-realm discovery routes here (exact match, lower case).",
+    )
+
+    signup_only: ClassVar[bool] = False
+    """True for IdPs that serve self-service sign-up but never invitation redemption (Facebook)."""
+
+    @field_validator("domains")
+    @classmethod
+    def _domain_names(cls, domains: list[str]) -> list[str]:
+        for domain in domains:
+            if not re.match(DOMAIN, domain):
+                raise ValueError(f"{domain!r} is not a lower-case domain name")
+        if len(set(domains)) != len(domains):
+            raise ValueError("a domain is listed twice")
+        return domains
+
+    @abstractmethod
+    def open(self, ctx: ConnectorContext) -> Connector:
+        """Build the connector for this configuration."""
 
 
 class ConnectorError(Exception):

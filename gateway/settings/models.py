@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from idp_connectors.registry import ConnectorConfig
 from idp_connectors.email_otp.config import PasscodePolicy
+from idp_connectors.registry import ConnectorConfig
 
 
 class Strict(BaseModel):
@@ -59,12 +59,12 @@ AbsoluteUrl = Annotated[str, AfterValidator(check_absolute_url)]
 
 
 class Tenant(Strict):
-    id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")] = Field(
-        description="The resource organisation's id (a lower-case UUID); the `tid` claim."
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")] = (
+        Field(description="The resource organisation's id (a lower-case UUID); the `tid` claim.")
     )
-    domain: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")] = (
-        Field(description="The initial domain, used in guest user principal names (#EXT#@domain).")
-    )
+    domain: Annotated[
+        str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+    ] = Field(description="The initial domain, used in guest user principal names (#EXT#@domain).")
     name: str = Field(min_length=1, max_length=256)
 
 
@@ -121,7 +121,9 @@ class Smtp(Strict):
 class Mail(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    from_: str = Field(alias="from", description="The From header, e.g. `Contoso <no-reply@contoso.example>`.")
+    from_: str = Field(
+        alias="from", description="The From header, e.g. `Contoso <no-reply@contoso.example>`."
+    )
     console: bool = Field(False, description="Dev outbox: print mail to the log instead of sending it.")
     smtp: Smtp | None = None
 
@@ -187,7 +189,8 @@ class UserFlow(Strict):
 
 class ExternalCollaboration(Strict):
     self_service_sign_up: bool = Field(
-        False, description="The tenant switch for self-service sign-up through user flows (reference default: off)."
+        False,
+        description="The tenant switch for self-service sign-up through user flows (reference default: off).",
     )
 
 
@@ -209,7 +212,8 @@ class TokenLifetimes(Strict):
 
 class Limits(Strict):
     passcode_sends_per_ip_per_hour: Annotated[int, Field(gt=0)] = Field(
-        30, description="Passcodes one client IP address may request in an hour (429 with Retry-After past it)."
+        30,
+        description="Passcodes one client IP address may request in an hour (429 with Retry-After past it).",
     )
 
 
@@ -217,9 +221,12 @@ class Settings(Strict):
     issuer: str = Field(description="Public base URL and OIDC issuer: no path, https unless loopback.")
     tenant: Tenant
     secrets: Secrets | None = Field(
-        None, description="Left out: generated under var/ when the issuer is loopback; a config error otherwise."
+        None,
+        description="Left out: generated under var/ when the issuer is loopback; a config error otherwise.",
     )
-    store: str = Field("sqlite:///var/gateway.db", description="sqlite:///relative/path.db or redis://host:port/db")
+    store: str = Field(
+        "sqlite:///var/gateway.db", description="sqlite:///relative/path.db or redis://host:port/db"
+    )
     keys: Keys = Keys()
     mail: Mail
     connectors: list[ConnectorConfig] = Field(min_length=1)
@@ -254,7 +261,10 @@ class Settings(Strict):
         problems += _duplicates("applications", [a.id for a in self.applications], "id")
         problems += _duplicates("user_flows", [f.id for f in self.user_flows], "id")
         problems += _duplicates(
-            "applications", [a.oidc.client_id if a.oidc else None for a in self.applications], "oidc", "client_id"
+            "applications",
+            [a.oidc.client_id if a.oidc else None for a in self.applications],
+            "oidc",
+            "client_id",
         )
         connector_ids = {c.id for c in self.connectors}
         flow_ids = {f.id for f in self.user_flows}
@@ -268,7 +278,9 @@ class Settings(Strict):
             if app.user_flow is not None and app.user_flow not in flow_ids:
                 problems.append((("applications", i, "user_flow"), f"unknown user flow {app.user_flow!r}"))
         if self.secrets is None and not is_loopback_host(urlsplit(self.issuer).hostname or ""):
-            problems.append((("issuer",), "secrets.key is required when the issuer is not a loopback address"))
+            problems.append(
+                (("issuer",), "secrets.key is required when the issuer is not a loopback address")
+            )
         if self.demo.enabled:
             demo = self.application("demo")
             if demo is None or demo.oidc is None:
@@ -295,9 +307,7 @@ class Settings(Strict):
         return next((f for f in self.user_flows if f.id == flow_id), None)
 
 
-def _duplicates(
-    section: str, ids: list[str | None], *key: str
-) -> list[tuple[tuple[str | int, ...], str]]:
+def _duplicates(section: str, ids: list[str | None], *key: str) -> list[tuple[tuple[str | int, ...], str]]:
     seen: set[str] = set()
     found: list[tuple[tuple[str | int, ...], str]] = []
     for index, item in enumerate(ids):

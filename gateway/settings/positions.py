@@ -52,7 +52,6 @@ class _Spot:
     path: Path
     line: int
     col: int
-    node: Any
     complete: bool  # every data step of loc exists
     union_at: Path | None  # where a union member label was skipped, if any
 
@@ -80,6 +79,7 @@ def node_position(container: Any, step: str | int, *, key: bool = False) -> tupl
 
 
 def locate(root: Any, loc: Sequence[str | int], *, key_of_last: bool = False) -> _Spot:
+    """The deepest node of ``loc`` that exists (its key's position for ``key_of_last``), 1-based."""
     node, union_at = root, None
     path: Path = ()
     line, col = int(root.lc.line), int(root.lc.col)
@@ -90,16 +90,16 @@ def locate(root: Any, loc: Sequence[str | int], *, key_of_last: bool = False) ->
         elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
             found = node_position(node, step, key=False)
         elif isinstance(step, str) and not last:
-            union_at = union_at or path  # a tag or a union member label: not in the data
+            union_at = path if union_at is None else union_at  # a tag or a member label: not in the data
             continue
         else:
             if isinstance(step, str) and not isinstance(node, CommentedMap):
-                union_at = union_at or path
-            return _Spot(path, line + 1, col + 1, node, False, union_at)
+                union_at = path if union_at is None else union_at
+            return _Spot(path, line + 1, col + 1, False, union_at)
         if found is not None:
             line, col = found
         node, path = node[step], (*path, step)
-    return _Spot(path, line + 1, col + 1, node, True, union_at)
+    return _Spot(path, line + 1, col + 1, True, union_at)
 
 
 def _strip(tp: Any) -> Any:

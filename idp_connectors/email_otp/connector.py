@@ -103,6 +103,7 @@ class EmailOtpConnector:
     """Sends and checks email one-time passcodes (identities issuer ``mail``)."""
 
     def __init__(self, config: EmailOtpConfig, policy: PasscodePolicy, ctx: ConnectorContext) -> None:
+        self.id = config.id
         self.config = config
         self.policy = policy
         self.ctx = ctx

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import socket
 import subprocess
 import sys
@@ -65,7 +67,9 @@ BROKEN_STDERR = (
 )
 
 
-def test_check_config_ok_positionally_and_with_option(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_ok_positionally_and_with_option(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write(workdir)
     assert main(["check-config", "gateway.yaml"]) == 0
     assert capsys.readouterr() == ("gateway.yaml: ok\n", "")
@@ -87,7 +91,9 @@ def test_check_config_defaults_to_env_then_config_dir(
     assert capsys.readouterr() == ("", BROKEN_STDERR.format(f="other.yaml"))
 
 
-def test_check_config_prints_every_problem_one_a_line(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_prints_every_problem_one_a_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write(workdir, BROKEN)
     assert main(["check-config", "gateway.yaml"]) == 1
     assert capsys.readouterr() == ("", BROKEN_STDERR.format(f="gateway.yaml"))
@@ -168,7 +174,8 @@ def test_serve_on_a_busy_port_exits_1_with_a_clear_message(
         busy.listen()
         port = busy.getsockname()[1]
         assert main(["serve", "--config", "gateway.yaml", "--port", str(port)]) == 1
-    assert capsys.readouterr() == ("", f"gateway: cannot listen on 127.0.0.1:{port}: address already in use\n")
+    expected = f"gateway: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert capsys.readouterr() == ("", expected)
     assert bootstrap == []
     assert names(workdir) == ["gateway.yaml"]
 
@@ -181,7 +188,7 @@ def test_serve_prepares_then_runs_uvicorn_with_the_absolute_config(
 
     def run(app: str, **options: Any) -> None:
         runs.append((app, options))
-        bootstrap.append(("run", cli.os.environ["GATEWAY_CONFIG"]))
+        bootstrap.append(("run", os.environ["GATEWAY_CONFIG"]))
 
     monkeypatch.setattr("uvicorn.run", run)
     monkeypatch.setenv("GATEWAY_CONFIG", "ignored-when-option-given.yaml")
@@ -192,8 +199,9 @@ def test_serve_prepares_then_runs_uvicorn_with_the_absolute_config(
     assert bootstrap[1][1] == str(workdir / "gateway.yaml")
     assert runs == [(
         "gateway.app:create_app_from_env",
-        {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 3, "loop": "uvloop", "http": "httptools",
-         "access_log": False, "log_config": cli.LOG_CONFIG, "timeout_graceful_shutdown": 10},
+        {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 3, "loop": "uvloop",
+         "http": "httptools", "access_log": False, "log_config": cli.LOG_CONFIG,
+         "timeout_graceful_shutdown": 10},
     )]
 
 
@@ -221,7 +229,7 @@ def test_keys_rotate_with_a_broken_config_exits_1(
 
 
 def test_json_log_lines() -> None:
-    record = cli.logging.LogRecord("gateway.x", cli.logging.WARNING, __file__, 1, "hello %s", ("there",), None)
+    record = logging.LogRecord("gateway.x", logging.WARNING, __file__, 1, "hello %s", ("there",), None)
     line = json.loads(cli.JsonFormatter().format(record))
     assert line["level"] == "warning" and line["logger"] == "gateway.x" and line["message"] == "hello there"
 
