@@ -43,6 +43,7 @@ def chromium_path() -> str:
 def live_gateway(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServer]:
     with live_server(tmp_path / "server", smtp=(smtp_server.host, smtp_server.port)) as server:
         yield server
+    print(f"server log ({server.log_path}):\n{server.log()[-4000:]}")  # shown when the test failed
 
 
 @pytest.fixture

@@ -153,9 +153,9 @@ def test_missing_connector_type_points_at_the_item(workdir: Path) -> None:
 
 
 def test_unknown_key_inside_a_connector_lists_that_connectors_keys(workdir: Path) -> None:
-    text = VALID.replace("{id: email, type: email_otp}", "{id: email, type: email_otp, scope: x}")
+    text = VALID.replace("{id: email, type: email_otp}", "{id: email, type: email_otp, zzz: x}")
     assert problems(workdir, text) == [
-        "10:34: connectors[0].scope: unknown key `scope`; allowed keys: id, display_name, domains, type, passcode"
+        "10:34: connectors[0].zzz: unknown key `zzz`; allowed keys: id, display_name, domains, type, passcode"
     ]
 
 
