@@ -170,7 +170,14 @@ class PasscodeConnector(Protocol):
 
 Connector = RedirectConnector | PasscodeConnector
 
-DOMAIN = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
+DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_domain(domain: str) -> str:
+    """A lower-case DNS name of at least two labels (what home-realm discovery matches exactly)."""
+    if len(domain) > 253 or not DOMAIN.match(domain):
+        raise ValueError(f"{domain!r} is not a lower-case domain name")
+    return domain
 
 
 class ConnectorConfigBase(BaseModel):
@@ -192,8 +199,7 @@ class ConnectorConfigBase(BaseModel):
     @classmethod
     def _domain_names(cls, domains: list[str]) -> list[str]:
         for domain in domains:
-            if not re.match(DOMAIN, domain):
-                raise ValueError(f"{domain!r} is not a lower-case domain name")
+            check_domain(domain)
         if len(set(domains)) != len(domains):
             raise ValueError("a domain is listed twice")
         return domains

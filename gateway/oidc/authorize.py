@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
-from gateway.http import BadForm, read_form, single_values
+from gateway.http import BadForm, read_form
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
@@ -27,7 +27,7 @@ async def authorize(request: Request) -> Response:
             return error_page(request, "Invalid request", str(exc), status=400)
     else:
         items = list(request.query_params.multi_items())
-    params, repeated = single_values(items)
+    params, repeated = _flatten(items)
     if repeated in ("client_id", "redirect_uri"):
         return error_page(request, "Invalid request", f"The {repeated} parameter is repeated.", status=400)
     req = AuthorizationRequest(params=params)
@@ -43,6 +43,22 @@ async def authorize(request: Request) -> Response:
         audit.signin_failed(rt, req.app.id if req.app else None, reason=exc.error, detail=exc.description,
                             request=request)
         return responses.error(req.redirect_uri, exc, state=req.state, issuer=rt.settings.issuer)
+
+
+def _flatten(items: list[tuple[str, str]]) -> tuple[dict[str, str], str | None]:
+    """Every parameter's first value, and the first name that is repeated (RFC 6749 3.1 forbids it).
+
+    All parameters are kept even past a repeated one, so the error still goes to a trusted
+    redirect URI with the request's ``state``.
+    """
+    params: dict[str, str] = {}
+    repeated: str | None = None
+    for key, value in items:
+        if key not in params:
+            params[key] = str(value)
+        elif repeated is None:
+            repeated = key
+    return params, repeated
 
 
 async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequest) -> Response:
@@ -100,7 +116,9 @@ def _session_satisfies(
 ) -> bool:
     if "login" in req.prompt:
         return False
-    if req.max_age is not None and now - session.auth_time > req.max_age:
+    # OIDC Core 3.1.2.1: re-authenticate once max_age has elapsed. Times are whole seconds, so
+    # ">=" errs towards a fresh sign-in, and max_age=0 always forces one (as prompt=login does).
+    if req.max_age is not None and now - session.auth_time >= req.max_age:
         return False
     if hint_sub is not None:
         assert req.app is not None

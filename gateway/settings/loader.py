@@ -130,8 +130,9 @@ def _parse(file: str, text: str) -> CommentedMap:
     except RecursionError:
         raise ConfigError([ConfigProblem(file, 1, 1, "", "the document is nested too deeply")]) from None
     if root is None:
-        required = ", ".join(f"`{info.alias or name}`" for name, info in Settings.model_fields.items()
-                             if info.is_required())
+        required = ", ".join(
+            f"`{info.alias or name}`" for name, info in Settings.model_fields.items() if info.is_required()
+        )
         raise ConfigError([ConfigProblem(file, 1, 1, "", f"the file is empty; it needs at least {required}")])
     if not isinstance(root, CommentedMap):
         line, col = (root.lc.line + 1, root.lc.col + 1) if isinstance(root, CommentedSeq) else (1, 1)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from gateway.settings.federation import CrossTenantAccess, Redemption
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
 
@@ -180,6 +181,9 @@ class Application(Strict):
     user_flow: Identifier | None = Field(
         None, description="The user flow whose identity providers this app offers for self-service sign-up."
     )
+    allowed_connectors: list[Identifier] | None = Field(
+        None, description="Connectors this app accepts; left out, every connector."
+    )
 
 
 class UserFlow(Strict):
@@ -237,6 +241,8 @@ class Settings(Strict):
     tokens: TokenLifetimes = TokenLifetimes()
     passcode: PasscodePolicy = PasscodePolicy()
     limits: Limits = Limits()
+    cross_tenant_access: CrossTenantAccess = CrossTenantAccess()
+    redemption: Redemption = Redemption()
 
     @field_validator("issuer")
     @classmethod
@@ -277,6 +283,26 @@ class Settings(Strict):
         for i, app in enumerate(self.applications):
             if app.user_flow is not None and app.user_flow not in flow_ids:
                 problems.append((("applications", i, "user_flow"), f"unknown user flow {app.user_flow!r}"))
+            for j, allowed in enumerate(app.allowed_connectors or []):
+                if allowed not in connector_ids:
+                    problems.append(
+                        (("applications", i, "allowed_connectors", j), f"unknown connector {allowed!r}")
+                    )
+        for i, partner in enumerate(self.cross_tenant_access.partners):
+            if partner.connector is not None and partner.connector not in connector_ids:
+                problems.append(
+                    (
+                        ("cross_tenant_access", "partners", i, "connector"),
+                        f"unknown connector {partner.connector!r}",
+                    )
+                )
+        problems += _domain_claims(self)
+        if self.redemption.fallback == "microsoftAccount" and not any(
+            str(c.type) == "microsoft" for c in self.connectors
+        ):
+            problems.append(
+                (("redemption", "fallback"), "microsoftAccount needs a connector of type microsoft")
+            )
         if self.secrets is None and not is_loopback_host(urlsplit(self.issuer).hostname or ""):
             problems.append(
                 (("issuer",), "secrets.key is required when the issuer is not a loopback address")
@@ -305,6 +331,28 @@ class Settings(Strict):
 
     def user_flow(self, flow_id: str | None) -> UserFlow | None:
         return next((f for f in self.user_flows if f.id == flow_id), None)
+
+
+def _domain_claims(settings: Settings) -> list[tuple[tuple[str | int, ...], str]]:
+    """A domain routes to one place: claimed twice (by connectors or partners) is an error."""
+    claims: dict[str, str] = {}
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    places: list[tuple[tuple[str | int, ...], str, list[str]]] = [
+        (("connectors", i), f"connector {c.id!r}", c.domains) for i, c in enumerate(settings.connectors)
+    ]
+    places += [
+        (("cross_tenant_access", "partners", i), f"partner {p.tenant_id}", p.domains)
+        for i, p in enumerate(settings.cross_tenant_access.partners)
+    ]
+    for loc, owner, domains in places:
+        for j, domain in enumerate(domains):
+            if domain in claims:
+                found.append(
+                    ((*loc, "domains", j), f"domain {domain!r} is already claimed by {claims[domain]}")
+                )
+            else:
+                claims[domain] = owner
+    return found
 
 
 def _duplicates(section: str, ids: list[str | None], *key: str) -> list[tuple[tuple[str | int, ...], str]]:

@@ -17,7 +17,9 @@ from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
 
-async def complete_signin(rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity) -> Response:
+async def complete_signin(
+    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity
+) -> Response:
     app = rt.settings.application(signin.app_id)
     now = rt.now()
     decisions = [audit.decision("authentication", "passed", "upstream_identity_verified")]
@@ -25,8 +27,9 @@ async def complete_signin(rt: Runtime, request: Request, signin: SignIn, identit
     if user is not None:
         decisions.append(audit.decision("directory", "found", "existing_user"))
         if not user.get("accountEnabled", True):
+            decisions.append(audit.decision("directory", "refused", "account_disabled"))
             return await _refuse(rt, request, signin, identity, decisions, "account_disabled",
-                                 "Your account in this organisation is disabled.")
+                                 "Your account in this organisation is disabled.", user_id=user["id"])
     else:
         signup = self_service_sign_up(rt.settings, app, identity.connector_id) if app else None
         if signup is None or not signup.allowed:
@@ -53,10 +56,10 @@ async def complete_signin(rt: Runtime, request: Request, signin: SignIn, identit
 
 
 async def _refuse(
-    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity, decisions: list[dict[str, str]],
-    reason: str, message: str,
+    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity,
+    decisions: list[dict[str, str]], reason: str, message: str, *, user_id: str | None = None,
 ) -> Response:
     await transaction.finish(rt.store, signin.id)
     audit.signin_failed(rt, signin.app_id, reason=reason, request=request, connector_id=identity.connector_id,
-                        decisions=decisions)
+                        user_id=user_id, decisions=decisions)
     return error_page(request, "You can't sign in here", message, status=403)

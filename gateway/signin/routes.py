@@ -22,21 +22,31 @@ from gateway.signin import transaction
 from gateway.signin.complete import complete_signin
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import ConnectorError
-from idp_connectors.email_otp.connector import RateLimited, normalise_email
+from idp_connectors.email_otp.connector import (
+    ISSUER,
+    InvalidPasscode,
+    PasscodeExpired,
+    RateLimited,
+    TooManyAttempts,
+    normalise_email,
+)
+from idp_connectors.email_otp.messages import describe_duration
 
 EXPIRED = "This sign-in has expired or is unknown. Go back to the application and start again."
+WRONG_BROWSER = "This sign-in was started in another browser. Start again from the application."
+FORM_EXPIRED = "This form is no longer valid. Go back and try again."
+STOPPED = "For your security this sign-in was stopped. Start again from the application."
+IP_LIMITED = "Too many passcodes were requested from your network. Try again later."
+INVALID_EMAIL = "Enter a valid email address."
 
 
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
-    if signin is None:
+    if signin is None or _seconds_left(rt, signin) <= 0:
         return error_page(request, "Sign-in expired", EXPIRED, status=400)
     if not rt.browser.matches(signin.browser, request):
-        return error_page(
-            request, "Wrong browser", "This sign-in was started in another browser. Start again from the application.",
-            status=403,
-        )
+        return error_page(request, "Wrong browser", WRONG_BROWSER, status=403)
     return rt, signin
 
 
@@ -51,8 +61,21 @@ async def _load_post(request: Request) -> tuple[Runtime, SignIn, dict[str, str]]
         return error_page(request, "Invalid request", str(exc), status=400)
     csrf = form.get("csrf")
     if not rt.browser.check_csrf(signin.id, request, csrf if isinstance(csrf, str) else None):
-        return error_page(request, "Form expired", "This form is no longer valid. Go back and try again.", status=403)
+        return error_page(request, "Form expired", FORM_EXPIRED, status=403)
     return rt, signin, {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _seconds_left(rt: Runtime, signin: SignIn) -> int:
+    """The sign-in's own deadline, checked on the runtime clock as well as by the store's TTL."""
+    return signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
+
+
+def _stopped(request: Request) -> Response:
+    return error_page(request, "Too many wrong passcodes", STOPPED, status=400)
+
+
+def _attempts_left(count: int) -> str:
+    return "1 attempt left" if count == 1 else f"{count} attempts left"
 
 
 def _csrf(rt: Runtime, request: Request, signin: SignIn) -> str:
@@ -72,19 +95,24 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _email_page(rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None,
-                email: str | None = None, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _email_page(
+    rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None, email: str | None = None,
+    status: int = 200, headers: dict[str, str] | None = None,
+) -> Response:
     return render(request, "signin_email.html", {
         "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
         "email": email if email is not None else (signin.email or signin.login_hint or ""), "error": error,
     }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
 
 
-def _passcode_page(rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None,
-                   notice: str | None = None, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _passcode_page(
+    rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None, notice: str | None = None,
+    status: int = 200, headers: dict[str, str] | None = None,
+) -> Response:
+    policy = rt.settings.passcode
     return render(request, "signin_passcode.html", {
         "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
-        "length": rt.settings.passcode.length, "minutes": rt.settings.passcode.validity_seconds // 60,
+        "length": policy.length, "validity": describe_duration(policy.validity_seconds),
         "error": error, "notice": notice,
     }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
 
@@ -106,7 +134,7 @@ async def submit_email(request: Request) -> Response:
     try:
         email = normalise_email(raw)
     except ConnectorError:
-        return _email_page(rt, request, signin, error="Enter a valid email address.", email=raw[:320], status=400)
+        return _email_page(rt, request, signin, error=INVALID_EMAIL, email=raw[:320], status=400)
     signin.email, signin.connector_id = email, rt.email_otp.config.id
     return await _send(rt, request, signin, page=_email_page)
 
@@ -126,21 +154,26 @@ async def _send(
 ) -> Response:
     """Send a passcode (or, for an address that may not sign in, do the same work without mail)."""
     assert signin.email is not None
+    ttl = _seconds_left(rt, signin)
+    if ttl <= 0:
+        return error_page(request, "Sign-in expired", EXPIRED, status=400)
     limit = rt.settings.limits.passcode_sends_per_ip_per_hour
     counter = await rt.store.incr("ip-passcode-sends", rt.box.keyed_hash("ip", client_ip(request)), 3600)
     if counter.value > limit:
-        return page(rt, request, signin, error="Too many passcodes were requested from your network. Try again later.",
-                    status=429, headers={"Retry-After": str(max(counter.expires_in, 1))})
-    known = await rt.store.find_user_by_identity("mail", signin.email) is not None
+        return page(rt, request, signin, error=IP_LIMITED, status=429,
+                    headers={"Retry-After": str(max(counter.expires_in, 1))})
+    known = await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
     deliver = known or _may_sign_up(rt, signin)
     try:
         await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver)
     except RateLimited as exc:
-        return page(rt, request, signin, error=f"A passcode was sent recently. Wait {exc.retry_after} seconds, "
-                    "then ask for a new one.", status=429, headers={"Retry-After": str(exc.retry_after)})
-    ttl = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
-    if ttl <= 0:
-        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+        wait = f"A passcode was sent recently. Wait {exc.retry_after} seconds, then ask for a new one."
+        retry = {"Retry-After": str(exc.retry_after)}
+        return page(rt, request, signin, error=wait, status=429, headers=retry)
+    except TooManyAttempts:
+        # The sign-in used up its attempts: it can neither check nor be sent another passcode.
+        await transaction.finish(rt.store, signin.id)
+        return _stopped(request)
     await transaction.save(rt.store, signin, ttl)
     target = f"/signin/{signin.id}/passcode" + ("?resent=1" if resent else "")
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
@@ -170,21 +203,29 @@ async def submit_passcode(request: Request) -> Response:
     if signin.email is None:
         return RedirectResponse(f"/signin/{signin.id}", status_code=303)
     try:
-        identity = await rt.email_otp.verify_passcode(signin.id, signin.email, form.get("passcode", ""), rt.now())
+        typed = form.get("passcode", "")
+        identity = await rt.email_otp.verify_passcode(signin.id, signin.email, typed, rt.now())
     except ConnectorError as exc:
-        audit.signin_failed(rt, signin.app_id, reason=exc.code, request=request, connector_id=signin.connector_id,
-                            decisions=[audit.decision("authentication", "failed", exc.code)])
-        if exc.code == "too_many_attempts":
+        used_up = isinstance(exc, InvalidPasscode) and exc.attempts_left == 0
+        stopped = used_up or isinstance(exc, TooManyAttempts)
+        decisions = [audit.decision("authentication", "failed", exc.code)]
+        if stopped:
+            decisions.append(audit.decision("signin", "stopped", "too_many_attempts"))
+        known = await rt.store.find_user_by_identity(ISSUER, signin.email)
+        audit.signin_failed(
+            rt, signin.app_id, reason=exc.code, request=request, connector_id=signin.connector_id,
+            user_id=known["id"] if known else None, decisions=decisions,
+        )
+        if stopped:
             await transaction.finish(rt.store, signin.id)
-            return error_page(request, "Too many wrong passcodes",
-                              "For your security this sign-in was stopped. Start again from the application.",
-                              status=400)
-        message = {
-            "invalid_passcode": "That passcode is not right. {left} attempts left.",
-            "expired": "That passcode has expired. Ask for a new one.",
-        }.get(exc.code, "That passcode did not work.")
-        return _passcode_page(rt, request, signin, status=400,
-                              error=message.format(left=getattr(exc, "attempts_left", "No")))
+            return _stopped(request)
+        if isinstance(exc, InvalidPasscode):
+            error = f"That passcode is not right. {_attempts_left(exc.attempts_left)}."
+        elif isinstance(exc, PasscodeExpired):
+            error = "That passcode has expired. Ask for a new one."
+        else:
+            error = "That passcode did not work."
+        return _passcode_page(rt, request, signin, status=400, error=error)
     return await complete_signin(rt, request, signin, identity)
 
 

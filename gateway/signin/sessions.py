@@ -75,7 +75,8 @@ class Sessions:
 
     def attach(self, response: Response, token: str, lifetime: int) -> None:
         response.set_cookie(
-            self.cookie_name, token, max_age=lifetime, path="/", secure=self.secure, httponly=True, samesite="lax"
+            self.cookie_name, token, max_age=lifetime, path="/", secure=self.secure, httponly=True,
+            samesite="lax",
         )
 
     async def forget(self, request: Request) -> None:

@@ -49,7 +49,9 @@ def live_gateway(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServer
 @pytest.fixture
 async def page(chromium_path: str) -> AsyncIterator[Page]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             context = await browser.new_context()
             page = await context.new_page()

@@ -21,7 +21,9 @@ async def claims_table(page: Page) -> dict[str, str]:
     claims: dict[str, str] = {}
     for index in range(await rows.count()):
         row = rows.nth(index)
-        claims[(await row.locator("th").inner_text()).strip()] = (await row.locator("td").inner_text()).strip()
+        claims[(await row.locator("th").inner_text()).strip()] = (
+            await row.locator("td").inner_text()
+        ).strip()
     return claims
 
 

@@ -58,7 +58,9 @@ async def test_a_wrong_passcode_says_how_many_tries_are_left(
     assert ok.status_code == 303
 
 
-async def test_six_wrong_passcodes_stop_the_sign_in(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_six_wrong_passcodes_stop_the_sign_in(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     path, code = await begin(client, smtp_server)
     for left in (4, 3, 2):
         response = await flows.submit_passcode(client, path, wrong(code))
@@ -190,7 +192,9 @@ async def test_a_passcode_from_another_sign_in_fails(tmp_path: Path, smtp_server
         assert (await flows.submit_passcode(client, first, first_code)).status_code == 303
 
 
-async def test_a_passcode_for_another_address_fails(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_a_passcode_for_another_address_fails(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     mine, _ = await begin(client, smtp_server, "mine@fabrikam.example")
     _, theirs = await begin(client, smtp_server, "theirs@fabrikam.example")
     response = await flows.submit_passcode(client, mine, theirs)
@@ -204,11 +208,14 @@ async def test_an_expired_passcode_fails(tmp_path: Path, smtp_server: SmtpServer
         path, code = await begin(client, smtp_server)
         await asyncio.sleep(1.2)
         response = await flows.submit_passcode(client, path, code)
-        assert response.status_code == 400 and "That passcode has expired. Ask for a new one." in response.text
+        assert response.status_code == 400
+        assert "That passcode has expired. Ask for a new one." in response.text
         assert_nothing_minted(app)
 
 
-async def test_a_used_passcode_cannot_be_used_again(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_a_used_passcode_cannot_be_used_again(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     path, code = await begin(client, smtp_server)
     page = await client.get(f"{path}/passcode")
     csrf = flows.csrf_of(page)
@@ -221,7 +228,9 @@ async def test_a_used_passcode_cannot_be_used_again(app: Any, client: httpx.Asyn
     assert after.minted() == before.minted() == {"code": 1, "access": 0, "refresh": 0, "session": 1}
 
 
-async def test_concurrent_right_passcodes_sign_in_once(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_concurrent_right_passcodes_sign_in_once(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     path, code = await begin(client, smtp_server)
     page = await client.get(f"{path}/passcode")
     csrf = flows.csrf_of(page)
@@ -233,7 +242,9 @@ async def test_concurrent_right_passcodes_sign_in_once(app: Any, client: httpx.A
     assert state.count("code") == 1 and state.count("session") == 1 and state.user_count == 1
 
 
-async def test_spaces_in_the_typed_passcode_are_ignored(client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_spaces_in_the_typed_passcode_are_ignored(
+    client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     path, code = await begin(client, smtp_server)
     response = await flows.submit_passcode(client, path, f" {code[:4]} {code[4:]} ")
     assert response.status_code == 303

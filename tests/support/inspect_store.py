@@ -25,6 +25,7 @@ from gateway.settings.models import Settings
 from gateway.store.factory import sqlite_path
 
 MINTED = ("code", "access", "refresh", "session")
+LIVE_BY_KIND = "SELECT kind, COUNT(*) FROM {table} WHERE expires_at > ? GROUP BY kind"
 
 
 def store_file(source: Any) -> Path:
@@ -62,14 +63,8 @@ def snapshot(source: Any, now: float | None = None) -> Snapshot:
     """Counts as of ``now`` (default: the wall clock, which is the SQLite store's clock)."""
     at = time.time() if now is None else now
     with _read_only(source) as conn:
-        artefacts = dict(
-            conn.execute(
-                "SELECT kind, COUNT(*) FROM artefacts WHERE expires_at > ? GROUP BY kind", (at,)
-            ).fetchall()
-        )
-        counters = dict(
-            conn.execute("SELECT kind, COUNT(*) FROM counters WHERE expires_at > ? GROUP BY kind", (at,)).fetchall()
-        )
+        artefacts = dict(conn.execute(LIVE_BY_KIND.format(table="artefacts"), (at,)).fetchall())
+        counters = dict(conn.execute(LIVE_BY_KIND.format(table="counters"), (at,)).fetchall())
         (user_count,) = conn.execute("SELECT COUNT(*) FROM users").fetchone()
     return Snapshot(artefacts=artefacts, counters=counters, user_count=int(user_count))
 

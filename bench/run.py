@@ -1,0 +1,276 @@
+"""The gateway's load benchmark: one run measures the floor and the gateway at 1 and 2 workers.
+
+Run from the repository root: ``.venv/bin/python bench/run.py [--quick] [--workers 1,2]``
+(``make bench``). For each worker count it starts, one after the other, the floor (a bare
+Starlette JSON endpoint, ``bench/floor_app.py``) and the gateway (``python -m gateway serve``,
+uvicorn on httptools + uvloop, no access log, SQLite store in a temporary directory, mail to an
+SMTP sink in this process, passcode limits raised), then measures:
+
+- with ``wrk``: the floor, discovery and userinfo (a real access token from one sign-in);
+- with the lean client (``bench/signin_driver.py``): the token endpoint's code exchange, over
+  codes obtained by signing in first, and complete passcode sign-ins (authorize -> email page ->
+  email -> passcode from the sink -> passcode page -> passcode -> code -> token exchange).
+
+It prints req/s, p50 and p99 per endpoint, each as a ratio to the floor, the gateway's CPU time
+per request (from ``/proc``: robust on a noisy shared machine), sign-ins per second and the
+gateway's CPU time per complete sign-in, with the targets beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests.support` importable
+    sys.path.insert(0, str(ROOT))
+
+import uvloop  # noqa: E402
+
+from bench.signin_driver import (  # noqa: E402
+    Connection,
+    PasscodeSink,
+    SignedIn,
+    SigninDriver,
+    percentile,
+    run_concurrently,
+)
+from tests.support.live_server import LiveServer, free_port, live_server, serving, tree_cpu_seconds  # noqa: E402
+
+BENCH_OVERRIDES: dict[str, Any] = {
+    "passcode": {"resend_interval_seconds": 0, "max_sends_per_address_per_hour": 1_000_000},
+    "limits": {"passcode_sends_per_ip_per_hour": 1_000_000_000},
+    "tokens": {"authorization_code_seconds": 600},
+}
+TARGETS = {"discovery": 0.50, "userinfo": 0.25}
+CPU_TARGET_MS = 3.0
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+@dataclass
+class Mode:
+    duration: int  # seconds per wrk run
+    connections: int
+    codes: int  # codes harvested for the exchange measurement
+    signins: int  # complete sign-ins measured
+    concurrency: int  # concurrent sign-ins / exchanges of the lean client
+
+
+FULL = Mode(duration=8, connections=64, codes=1500, signins=800, concurrency=8)
+QUICK = Mode(duration=2, connections=32, codes=100, signins=60, concurrency=4)
+
+
+@dataclass
+class Figure:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float | None = None  # gateway CPU per request
+    errors: int = 0
+    note: str = ""
+
+
+def wrk(url: str, mode: Mode, cpu: Callable[[], float], name: str, headers: tuple[str, ...] = ()) -> Figure:
+    argv = ["wrk", "-t2", f"-c{mode.connections}", f"-d{mode.duration}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    before = cpu()
+    output = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    used = cpu() - before
+    rps = float(_match(r"Requests/sec:\s+([\d.]+)", output))
+    total = int(_match(r"(\d+) requests in", output))
+    errors = int(_match(r"Non-2xx or 3xx responses: (\d+)", output)) if "Non-2xx" in output else 0
+    socket_errors = re.search(r"Socket errors:.*", output)
+    return Figure(
+        name, rps, _latency(output, "50%"), _latency(output, "99%"), used / max(total, 1) * 1e6, errors,
+        socket_errors.group(0) if socket_errors else "",
+    )  # fmt: skip
+
+
+def _match(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output (no {pattern!r}):\n{text}")
+    return found.group(1)
+
+
+def _latency(output: str, which: str) -> float:
+    value, unit = re.search(rf"^\s+{which}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * UNITS[unit]
+
+
+def floor(mode: Mode, workers: int, workdir: Path) -> Figure:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log"]  # fmt: skip
+    with serving(argv, cwd=workdir, log_path=workdir / f"floor-{workers}.log", port=port, workers=workers,
+                 health_path="/") as process:  # fmt: skip
+        return wrk(
+            f"http://127.0.0.1:{port}/", mode, lambda: tree_cpu_seconds(process.pid), "floor (Starlette JSON)"
+        )
+
+
+@dataclass
+class SigninFigures:
+    count: int
+    wall: float
+    cpu_ms: float
+    latencies: list[float]
+
+
+async def measure_gateway(
+    mode: Mode, workers: int, workdir: Path, sink: PasscodeSink
+) -> tuple[list[Figure], SigninFigures]:
+    with live_server(workdir, smtp=(sink.host, sink.port), workers=workers, overrides=BENCH_OVERRIDES) as gw:
+        driver = SigninDriver("127.0.0.1", gw.port, gw.base_url, sink)
+        run = f"w{workers}-{int(time.time())}"
+        # warm every worker (templates, key cache) and get an access token for userinfo
+        warm, _ = await _signins(driver, 4 * workers, mode.concurrency, f"warm-{run}", exchange=True)
+        assert warm[0].tokens is not None
+        token = warm[0].tokens["access_token"]
+        discovery_url = f"{gw.base_url}/.well-known/openid-configuration"
+        bearer = (f"Authorization: Bearer {token}",)
+        figures = [
+            await asyncio.to_thread(wrk, discovery_url, mode, gw.cpu_seconds, "discovery"),
+            await asyncio.to_thread(
+                wrk, f"{gw.base_url}/oauth2/userinfo", mode, gw.cpu_seconds, "userinfo", bearer
+            ),
+        ]
+        figures.append(await _exchanges(driver, gw, mode, run))
+        before = gw.cpu_seconds()
+        done, wall = await _signins(driver, mode.signins, mode.concurrency, f"signin-{run}", exchange=True)
+        used = gw.cpu_seconds() - before
+        return figures, SigninFigures(len(done), wall, used / len(done) * 1e3, [s.seconds for s in done])
+
+
+async def _signins(
+    driver: SigninDriver, count: int, concurrency: int, prefix: str, *, exchange: bool
+) -> tuple[list[SignedIn], float]:
+    done: list[SignedIn] = []
+
+    async def job(conn: Connection, index: int) -> float:
+        signed = await driver.sign_in(conn, f"{prefix}-{index}@fabrikam.example", exchange=exchange)
+        done.append(signed)
+        return signed.seconds
+
+    _, wall = await run_concurrently(count, concurrency, driver, job)
+    return done, wall
+
+
+async def _exchanges(driver: SigninDriver, gw: LiveServer, mode: Mode, run: str) -> Figure:
+    codes, _ = await _signins(driver, mode.codes, mode.concurrency, f"codes-{run}", exchange=False)
+
+    async def job(conn: Connection, index: int) -> float:
+        started = time.perf_counter()
+        await driver.exchange(conn, codes[index].code, codes[index].verifier)
+        return time.perf_counter() - started
+
+    before = gw.cpu_seconds()
+    latencies, wall = await run_concurrently(len(codes), 2 * mode.concurrency, driver, job)
+    used = gw.cpu_seconds() - before
+    return Figure("token (code exchange)", len(latencies) / wall, percentile(latencies, 0.5) * 1e3,
+                  percentile(latencies, 0.99) * 1e3, used / len(latencies) * 1e6,
+                  note=f"lean client, {2 * mode.concurrency} conns")  # fmt: skip
+
+
+def report(workers: int, base: Figure, figures: list[Figure], signin: SigninFigures) -> list[str]:
+    lines = [
+        f"== gateway with {workers} worker(s) ==",
+        f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs floor':>10}{'CPU us/req':>12}  target",
+    ]
+    for figure in [base, *figures]:
+        ratio = figure.rps / base.rps
+        target = TARGETS.get(figure.name)
+        verdict = "" if target is None else f">= {target:.0%} {'ok' if ratio >= target else 'MISSED'}"
+        notes = [n for n in (figure.note, f"{figure.errors} non-2xx!" if figure.errors else "") if n]
+        cpu = f"{figure.cpu_us:.0f}" if figure.cpu_us is not None else "-"
+        lines.append(
+            f"{figure.name:<24}{figure.rps:>10.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
+            f"{ratio:>9.0%} {cpu:>12}  {verdict}{'  (' + '; '.join(notes) + ')' if notes else ''}"
+        )
+    per_second = signin.count / signin.wall
+    verdict = "ok" if signin.cpu_ms <= CPU_TARGET_MS else "MISSED"
+    p50, p99 = percentile(signin.latencies, 0.5) * 1e3, percentile(signin.latencies, 0.99) * 1e3
+    share = 7 * per_second / base.rps
+    lines += [
+        f"passcode sign-in: {signin.count} complete sign-ins (7 requests each, a new guest each) in "
+        f"{signin.wall:.1f} s = {per_second:.0f} sign-ins/s ({share:.0%} of the floor's req/s); "
+        f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        f"gateway CPU per complete sign-in: {signin.cpu_ms:.2f} ms "
+        f"(target <= {CPU_TARGET_MS:.0f} ms: {verdict})",
+        "",
+    ]
+    return lines
+
+
+async def main(mode: Mode, worker_counts: list[int]) -> int:
+    sink = PasscodeSink()
+    await sink.start()
+    lines: list[str] = []
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+            for workers in worker_counts:
+                base = await asyncio.to_thread(floor, mode, workers, Path(tmp))
+                figures, signin = await measure_gateway(mode, workers, Path(tmp) / f"gateway-{workers}", sink)
+                block = report(workers, base, figures, signin)
+                print("\n".join(block), flush=True)
+                lines += block
+    finally:
+        await sink.stop()
+    print(f"(run took {time.monotonic() - started:.0f} s; wrk -t2 -c{mode.connections} -d{mode.duration}s; "
+          f"lean client concurrency {mode.concurrency}; machine cores: {_cores()})")  # fmt: skip
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--quick", action="store_true", help="a fast smoke run (short wrk runs, few sign-ins)"
+    )
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default: 1,2)")
+    parser.add_argument("--signins", type=int, help="complete sign-ins to measure (default: by mode)")
+    args = parser.parse_args(argv)
+    try:
+        args.worker_counts = [int(part) for part in args.workers.split(",")]
+    except ValueError:
+        parser.error(f"--workers: comma-separated whole numbers, not {args.workers!r}")
+    if any(n < 1 for n in args.worker_counts):
+        parser.error("--workers: each count must be at least 1")
+    return args
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if shutil.which("wrk") is None:
+        print(
+            "bench: wrk is missing: run `make bench` (it installs it) or `apt-get install wrk`",
+            file=sys.stderr,
+        )
+        return 1
+    mode = QUICK if args.quick else FULL
+    if args.signins:
+        mode = Mode(mode.duration, mode.connections, mode.codes, args.signins, mode.concurrency)
+    return uvloop.run(main(mode, args.worker_counts))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
