@@ -20,7 +20,13 @@ from gateway.cli import main
 from gateway.settings import Settings
 from tests.settings.test_loader import ROOT, VALID
 
-BROKEN = VALID.replace("issuer:", "issuerr:").replace("type: email_otp", "type: oidc")
+BROKEN = VALID.replace("issuer:", "issuerr:").replace("type: email_otp", "type: ldap")
+
+from gateway.settings.models import Settings
+from idp_connectors.registry import REGISTRY
+
+TOP_KEYS = ", ".join(f.alias or name for name, f in Settings.model_fields.items())
+TYPES = ", ".join(REGISTRY)
 
 
 @pytest.fixture
@@ -60,10 +66,8 @@ def names(workdir: Path) -> list[str]:
 
 
 BROKEN_STDERR = (
-    "{f}:1:1: issuerr: unknown key `issuerr`; did you mean `issuer`? allowed keys: issuer, tenant, secrets, "
-    "store, keys, mail, connectors, applications, user_flows, external_collaboration, demo, tokens, "
-    "passcode, limits\n"
-    "{f}:10:23: connectors[0].type: unknown type `oidc`; allowed types: email_otp\n"
+    "{f}:1:1: issuerr: unknown key `issuerr`; did you mean `issuer`? allowed keys: " + TOP_KEYS + "\n"
+    "{f}:10:23: connectors[0].type: unknown type `ldap`; allowed types: " + TYPES + "\n"
 )
 
 
@@ -125,7 +129,10 @@ def test_check_config_refuses_two_different_files(workdir: Path, capsys: pytest.
     ],
 )
 def test_usage_errors_exit_2(
-    workdir: Path, capsys: pytest.CaptureFixture[str], bootstrap: list[tuple[str, Any]], argv: list[str],
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    bootstrap: list[tuple[str, Any]],
+    argv: list[str],
     expected: str,
 ) -> None:
     write(workdir)
@@ -192,17 +199,29 @@ def test_serve_prepares_then_runs_uvicorn_with_the_absolute_config(
 
     monkeypatch.setattr("uvicorn.run", run)
     monkeypatch.setenv("GATEWAY_CONFIG", "ignored-when-option-given.yaml")
-    assert main(["serve", "--config", "gateway.yaml", "--host", "127.0.0.1", "--port", "8123",
-                 "--workers", "3"]) == 0
+    assert (
+        main(["serve", "--config", "gateway.yaml", "--host", "127.0.0.1", "--port", "8123", "--workers", "3"])
+        == 0
+    )
     assert [name for name, _ in bootstrap] == ["prepare", "run"]  # prepare before workers fork
     assert isinstance(bootstrap[0][1], Settings)
     assert bootstrap[1][1] == str(workdir / "gateway.yaml")
-    assert runs == [(
-        "gateway.app:create_app_from_env",
-        {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 3, "loop": "uvloop",
-         "http": "httptools", "access_log": False, "log_config": cli.LOG_CONFIG,
-         "timeout_graceful_shutdown": 10},
-    )]
+    assert runs == [
+        (
+            "gateway.app:create_app_from_env",
+            {
+                "factory": True,
+                "host": "127.0.0.1",
+                "port": 8123,
+                "workers": 3,
+                "loop": "uvloop",
+                "http": "httptools",
+                "access_log": False,
+                "log_config": cli.LOG_CONFIG,
+                "timeout_graceful_shutdown": 10,
+            },
+        )
+    ]
 
 
 def test_keys_rotate_reports_the_new_key(
@@ -239,10 +258,22 @@ def test_python_dash_m_gateway_is_the_cli(tmp_path: Path) -> None:
     good.write_text(VALID, encoding="utf-8")
     bad.write_text(BROKEN, encoding="utf-8")
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([sys.executable, "-m", "gateway", "check-config", "good.yaml"], cwd=tmp_path, env=env,
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "good.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "good.yaml: ok\n", "")
-    failed = subprocess.run([sys.executable, "-m", "gateway", "check-config", "--config", "bad.yaml"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    failed = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", "bad.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (failed.returncode, failed.stdout, failed.stderr) == (1, "", BROKEN_STDERR.format(f="bad.yaml"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "good.yaml"]
