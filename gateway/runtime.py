@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from starlette.templating import Jinja2Templates
 
 from gateway.mail.outbox import Outbox, open_outbox
+from gateway.policy.home_realm import RealmIndex, build_index
 from gateway.secrets import SecretBox, load_or_create_dev_secret
 from gateway.settings.models import Settings
 from gateway.signin.browser import BrowserBinding
@@ -28,8 +29,10 @@ from gateway.signin.sessions import Sessions
 from gateway.store.base import Store
 from gateway.store.factory import open_store
 from gateway.tokens.keys import KeyRing, ensure_keys
-from idp_connectors.base import ConnectorContext
+from idp_connectors.base import Connector, ConnectorContext
+from idp_connectors.email_otp.config import EmailOtpConfig
 from idp_connectors.email_otp.connector import EmailOtpConnector
+from idp_connectors.registry import ConnectorConfig
 
 TEMPLATES = Path(__file__).parent / "templates"
 KEY_REFRESH_SECONDS = 30
@@ -66,8 +69,11 @@ class Runtime:
     browser: BrowserBinding
     sessions: Sessions
     email_otp: EmailOtpConnector
+    connectors: dict[str, Connector]
+    connector_types: dict[str, str]
+    realm: RealmIndex
+    http: httpx.AsyncClient
     clock: Callable[[], float] = time.time
-    http_client: Any = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def now(self) -> int:
@@ -83,6 +89,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.outbox.stop()
+        await self.http.aclose()
         await self.store.close()
 
 
@@ -97,6 +104,13 @@ async def _refresh_keys(runtime: Runtime) -> None:
             logging.getLogger("gateway").exception("signing-key refresh failed")
 
 
+def _open_connector(settings: Settings, config: ConnectorConfig, context: ConnectorContext) -> Connector:
+    """Open one connector; email_otp connectors without their own policy get the top-level `passcode:`."""
+    if isinstance(config, EmailOtpConfig) and config.passcode is None:
+        config = config.model_copy(update={"passcode": settings.passcode})
+    return config.open(context)
+
+
 async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
     store = open_store(settings.store)
     box = SecretBox(secret_keys(settings))
@@ -105,10 +119,17 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     outbox = open_outbox(settings.mail)
     await outbox.start()
     secure = urlsplit(settings.issuer).scheme == "https"
-    email_config = next(c for c in settings.connectors if c.type == "email_otp")
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=100))
     context = ConnectorContext(
-        state=store, mail=outbox, keyed_hash=box.keyed_hash, tenant_name=settings.tenant.name
+        state=store,
+        mail=outbox,
+        keyed_hash=box.keyed_hash,
+        tenant_name=settings.tenant.name,
+        http=http,
+        clock=clock,
     )
+    connectors = {config.id: _open_connector(settings, config, context) for config in settings.connectors}
+    email_otp = next(c for c in connectors.values() if isinstance(c, EmailOtpConnector))
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals["tenant_name"] = settings.tenant.name
     runtime = Runtime(
@@ -121,7 +142,11 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
         templates=templates,
         browser=BrowserBinding(box, secure=secure),
         sessions=Sessions(store, secure=secure),
-        email_otp=EmailOtpConnector(email_config, settings.passcode, context),
+        email_otp=email_otp,
+        connectors=connectors,
+        connector_types={c.id: str(c.type) for c in settings.connectors},
+        realm=build_index(settings),
+        http=http,
         clock=clock,
     )
     runtime._tasks.append(asyncio.create_task(_refresh_keys(runtime)))

@@ -18,7 +18,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -150,6 +150,7 @@ class Callback:
     callback_url: str
 
 
+@runtime_checkable
 class RedirectConnector(Protocol):
     id: str
 
@@ -158,6 +159,7 @@ class RedirectConnector(Protocol):
     async def complete(self, callback: Callback) -> UpstreamIdentity: ...
 
 
+@runtime_checkable
 class PasscodeConnector(Protocol):
     id: str
 

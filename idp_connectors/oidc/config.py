@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -60,8 +61,6 @@ def url_problem(url: str, *, allow_query: bool = True) -> str | None:
     Allowed: ``https://host...``, or ``http://`` to a loopback host; no user info, no
     fragment (and no query when ``allow_query`` is false, as for an issuer).
     """
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         host = parts.hostname

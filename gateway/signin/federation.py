@@ -1,0 +1,151 @@
+"""Sign-in through an upstream IdP: send the browser there, take its answer at ``/callback/{connector}``.
+
+The upstream ``state`` is ours: 256 random bits stored with the sign-in id and the connector,
+consumed once, and valid only in the browser that started the sign-in and only at the
+callback URL of the connector it was issued for (RFC 9700 4.4 mix-up defence, together with
+RFC 9207 ``iss`` checked by the connector).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway import audit
+from gateway.http import BadForm, read_form, single_values
+from gateway.pages import error_page
+from gateway.runtime import Runtime
+from gateway.signin import transaction
+from gateway.signin.complete import complete_signin
+from gateway.signin.transaction import SignIn
+from idp_connectors.base import BeginRequest, Callback, ConnectorError, RedirectConnector
+
+UPSTREAM_STATE = "upstream-state"
+
+
+def callback_url(rt: Runtime, connector_id: str) -> str:
+    return f"{rt.settings.issuer}/callback/{connector_id}"
+
+
+async def start_upstream(rt: Runtime, request: Request, signin: SignIn, connector_id: str) -> Response:
+    """Begin the upstream sign-in and redirect the browser to the home IdP."""
+    connector = rt.connectors[connector_id]
+    assert isinstance(connector, RedirectConnector)
+    remaining = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
+    if remaining <= 0:
+        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+    state = secrets.token_urlsafe(32)
+    try:
+        redirect = await connector.begin(
+            BeginRequest(
+                state=state,
+                callback_url=callback_url(rt, connector_id),
+                login_hint=signin.email or signin.login_hint,
+                prompt="login" if "login" in signin.prompt else None,
+                max_age=signin.max_age,
+            )
+        )
+    except ConnectorError as exc:
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason=exc.code,
+            request=request,
+            connector_id=connector_id,
+            decisions=[audit.decision("upstream", "failed", exc.code)],
+        )
+        return error_page(request, "Your organisation's sign-in is unavailable", str(exc), status=502)
+    await rt.store.put(
+        UPSTREAM_STATE,
+        state,
+        {"signin_id": signin.id, "connector_id": connector_id, "connector_state": redirect.state},
+        remaining,
+    )
+    signin.connector_id = connector_id
+    await transaction.save(rt.store, signin, remaining)
+    return RedirectResponse(redirect.url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+async def callback(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    connector_id = request.path_params["connector_id"]
+    connector = rt.connectors.get(connector_id)
+    if not isinstance(connector, RedirectConnector):
+        return error_page(
+            request, "Unknown identity provider", "This sign-in response has no destination.", status=404
+        )
+    if request.method == "POST":
+        try:
+            items = list((await read_form(request)).multi_items())
+        except BadForm as exc:
+            return error_page(request, "Invalid response", str(exc), status=400)
+    else:
+        items = list(request.query_params.multi_items())
+    params, repeated = single_values(items)
+    if repeated:
+        return error_page(request, "Invalid response", f"The {repeated} parameter is repeated.", status=400)
+    state = params.get("state")
+    found = await rt.store.consume(UPSTREAM_STATE, state) if state and len(state) <= 128 else None
+    if found is None or not found.first or found.payload["connector_id"] != connector_id:
+        audit.signin_failed(
+            rt,
+            None,
+            reason="invalid_state",
+            request=request,
+            connector_id=connector_id,
+            decisions=[audit.decision("upstream", "refused", "invalid_state")],
+        )
+        return error_page(
+            request,
+            "Sign-in not recognised",
+            "This response does not belong to a sign-in in progress here. Start again from the application.",
+            status=400,
+        )
+    signin = await transaction.load(rt.store, found.payload["signin_id"])
+    if signin is None:
+        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+    if not rt.browser.matches(signin.browser, request):
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason="browser_mismatch",
+            request=request,
+            connector_id=connector_id,
+            decisions=[audit.decision("upstream", "refused", "browser_mismatch")],
+        )
+        return error_page(
+            request,
+            "Wrong browser",
+            "This sign-in was started in another browser. Start again from the application.",
+            status=403,
+        )
+    try:
+        identity = await connector.complete(
+            Callback(
+                params=params,
+                state=found.payload["connector_state"],
+                callback_url=callback_url(rt, connector_id),
+            )
+        )
+    except ConnectorError as exc:
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason=exc.code,
+            request=request,
+            connector_id=connector_id,
+            decisions=[audit.decision("upstream", "failed", exc.code)],
+        )
+        return error_page(
+            request,
+            "Sign-in failed at your organisation",
+            f"{exc} You can go back and try again.",
+            status=400,
+        )
+    return await complete_signin(rt, request, signin, identity)
+
+
+ROUTES = [Route("/callback/{connector_id}", callback, methods=["GET", "POST"])]
