@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +49,14 @@ from bench.signin_driver import (  # noqa: E402
     percentile,
     run_concurrently,
 )
-from tests.support.live_server import LiveServer, free_port, live_server, serving, tree_cpu_seconds  # noqa: E402
+from tests.support.live_server import (  # noqa: E402
+    LiveServer,
+    cpu_seconds,
+    free_port,
+    live_server,
+    serving,
+    tree_cpu_seconds,
+)
 
 BENCH_OVERRIDES: dict[str, Any] = {
     "passcode": {"resend_interval_seconds": 0, "max_sends_per_address_per_hour": 1_000_000},
@@ -54,6 +65,7 @@ BENCH_OVERRIDES: dict[str, Any] = {
 }
 TARGETS = {"discovery": 0.50, "userinfo": 0.25}
 CPU_TARGET_MS = 3.0
+ENTRY_FRAMES = ("(gateway/cli.py:61)", "(gateway/cli.py:162)", "(gateway/__main__.py:5)")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -64,10 +76,12 @@ class Mode:
     codes: int  # codes harvested for the exchange measurement
     signins: int  # complete sign-ins measured
     concurrency: int  # concurrent sign-ins / exchanges of the lean client
+    steps: int  # sign-ins one at a time, for the cost of each step
+    seconds: float  # at most this long for each sign-in loop (codes, sign-ins, steps)
 
 
-FULL = Mode(duration=8, connections=64, codes=1500, signins=800, concurrency=8)
-QUICK = Mode(duration=2, connections=32, codes=100, signins=60, concurrency=4)
+FULL = Mode(duration=8, connections=64, codes=1500, signins=800, concurrency=8, steps=200, seconds=12)
+QUICK = Mode(duration=2, connections=32, codes=100, signins=60, concurrency=4, steps=20, seconds=4)
 
 
 @dataclass
@@ -130,33 +144,55 @@ class SigninFigures:
     latencies: list[float]
 
 
+@dataclass
+class GatewayFigures:
+    endpoints: list[Figure]
+    signin: SigninFigures
+    steps: list[tuple[str, float, float]]  # (step, gateway CPU ms, wall ms) per sign-in, one at a time
+    profile: list[str]
+
+
 async def measure_gateway(
-    mode: Mode, workers: int, workdir: Path, sink: PasscodeSink
-) -> tuple[list[Figure], SigninFigures]:
+    mode: Mode, workers: int, workdir: Path, sink: PasscodeSink, profile_dir: Path | None
+) -> GatewayFigures:
     with live_server(workdir, smtp=(sink.host, sink.port), workers=workers, overrides=BENCH_OVERRIDES) as gw:
         driver = SigninDriver("127.0.0.1", gw.port, gw.base_url, sink)
         run = f"w{workers}-{int(time.time())}"
         # warm every worker (templates, key cache) and get an access token for userinfo
         warm, _ = await _signins(driver, 4 * workers, mode.concurrency, f"warm-{run}", exchange=True)
         assert warm[0].tokens is not None
-        token = warm[0].tokens["access_token"]
-        discovery_url = f"{gw.base_url}/.well-known/openid-configuration"
-        bearer = (f"Authorization: Bearer {token}",)
-        figures = [
-            await asyncio.to_thread(wrk, discovery_url, mode, gw.cpu_seconds, "discovery"),
-            await asyncio.to_thread(
-                wrk, f"{gw.base_url}/oauth2/userinfo", mode, gw.cpu_seconds, "userinfo", bearer
-            ),
+        pids = gw.pids()
+
+        def cpu() -> float:
+            return cpu_seconds(pids)
+
+        bearer = (f"Authorization: Bearer {warm[0].tokens['access_token']}",)
+        discovery = f"{gw.base_url}/.well-known/openid-configuration"
+        endpoints = [
+            await asyncio.to_thread(wrk, discovery, mode, cpu, "discovery"),
+            await asyncio.to_thread(wrk, f"{gw.base_url}/oauth2/userinfo", mode, cpu, "userinfo", bearer),
+            await _exchanges(driver, cpu, mode, run),
         ]
-        figures.append(await _exchanges(driver, gw, mode, run))
-        before = gw.cpu_seconds()
-        done, wall = await _signins(driver, mode.signins, mode.concurrency, f"signin-{run}", exchange=True)
-        used = gw.cpu_seconds() - before
-        return figures, SigninFigures(len(done), wall, used / len(done) * 1e3, [s.seconds for s in done])
+        spy = _start_profiler(gw, profile_dir / f"signin-w{workers}.txt") if profile_dir else None
+        before = cpu()
+        done, wall = await _signins(
+            driver, mode.signins, mode.concurrency, f"signin-{run}", exchange=True, seconds=mode.seconds
+        )
+        used = cpu() - before
+        profile = _stop_profiler(*spy) if spy else []
+        signin = SigninFigures(len(done), wall, used / len(done) * 1e3, [s.seconds for s in done])
+        steps = await _steps(driver, cpu, mode.steps, run, mode.seconds / 2)
+        return GatewayFigures(endpoints, signin, steps, profile)
 
 
 async def _signins(
-    driver: SigninDriver, count: int, concurrency: int, prefix: str, *, exchange: bool
+    driver: SigninDriver,
+    count: int,
+    concurrency: int,
+    prefix: str,
+    *,
+    exchange: bool,
+    seconds: float | None = None,
 ) -> tuple[list[SignedIn], float]:
     done: list[SignedIn] = []
 
@@ -165,32 +201,99 @@ async def _signins(
         done.append(signed)
         return signed.seconds
 
-    _, wall = await run_concurrently(count, concurrency, driver, job)
+    _, wall = await run_concurrently(count, concurrency, driver, job, seconds=seconds)
     return done, wall
 
 
-async def _exchanges(driver: SigninDriver, gw: LiveServer, mode: Mode, run: str) -> Figure:
-    codes, _ = await _signins(driver, mode.codes, mode.concurrency, f"codes-{run}", exchange=False)
+async def _exchanges(driver: SigninDriver, cpu: Callable[[], float], mode: Mode, run: str) -> Figure:
+    codes, _ = await _signins(
+        driver, mode.codes, mode.concurrency, f"codes-{run}", exchange=False, seconds=mode.seconds
+    )
 
     async def job(conn: Connection, index: int) -> float:
         started = time.perf_counter()
         await driver.exchange(conn, codes[index].code, codes[index].verifier)
         return time.perf_counter() - started
 
-    before = gw.cpu_seconds()
+    before = cpu()
     latencies, wall = await run_concurrently(len(codes), 2 * mode.concurrency, driver, job)
-    used = gw.cpu_seconds() - before
+    used = cpu() - before
     return Figure("token (code exchange)", len(latencies) / wall, percentile(latencies, 0.5) * 1e3,
                   percentile(latencies, 0.99) * 1e3, used / len(latencies) * 1e6,
                   note=f"lean client, {2 * mode.concurrency} conns")  # fmt: skip
 
 
-def report(workers: int, base: Figure, figures: list[Figure], signin: SigninFigures) -> list[str]:
+async def _steps(
+    driver: SigninDriver, cpu: Callable[[], float], count: int, run: str, seconds: float
+) -> list[tuple[str, float, float]]:
+    """Sign-ins one at a time, the gateway's CPU and the wall time split by step (averages)."""
+    totals: dict[str, list[float]] = {}
+    mark = [0.0, 0.0]
+
+    def on_step(name: str) -> None:
+        now, clock = cpu(), time.perf_counter()
+        total = totals.setdefault(name, [0.0, 0.0])
+        total[0] += now - mark[0]
+        total[1] += clock - mark[1]
+        mark[:] = [now, clock]
+
+    conn = driver.connection()
+    try:
+        for index in range(count):
+            mark[:] = [cpu(), time.perf_counter()]
+            await driver.sign_in(
+                conn, f"steps-{run}-{index}@fabrikam.example", exchange=True, on_step=on_step
+            )
+    finally:
+        await conn.close()
+    return [(name, used / count * 1e3, wall / count * 1e3) for name, (used, wall) in totals.items()]
+
+
+def _start_profiler(gw: LiveServer, output: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "--pid", str(gw.process.pid), "--subprocesses", "--rate", "250",
+            "--nonblocking", "--format", "raw", "--output", str(output)]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    if process.poll() is not None:
+        raise SystemExit(f"bench: py-spy failed: {process.stderr.read().decode() if process.stderr else ''}")
+    return process, output
+
+
+def _stop_profiler(process: subprocess.Popen[bytes], output: Path, top: int = 15) -> list[str]:
+    """Stop py-spy and summarise its collapsed stacks: top frames by own and by inclusive samples."""
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in output.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))]
+        if not frames or not count.isdigit():
+            continue
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            if ("gateway/" in frame or "idp_connectors/" in frame) and not frame.endswith(ENTRY_FRAMES):
+                inclusive[frame] += int(count)
+    lines = [
+        f"profile of the sign-in phase ({total} samples of busy threads; stacks: {output}):",
+        "  own time:",
+    ]
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    lines.append("  inclusive, gateway code:")
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    return lines
+
+
+def report(workers: int, base: Figure, gateway: GatewayFigures) -> list[str]:
     lines = [
         f"== gateway with {workers} worker(s) ==",
         f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs floor':>10}{'CPU us/req':>12}  target",
     ]
-    for figure in [base, *figures]:
+    for figure in [base, *gateway.endpoints]:
         ratio = figure.rps / base.rps
         target = TARGETS.get(figure.name)
         verdict = "" if target is None else f">= {target:.0%} {'ok' if ratio >= target else 'MISSED'}"
@@ -200,76 +303,71 @@ def report(workers: int, base: Figure, figures: list[Figure], signin: SigninFigu
             f"{figure.name:<24}{figure.rps:>10.0f}{figure.p50_ms:>9.2f}{figure.p99_ms:>9.2f}"
             f"{ratio:>9.0%} {cpu:>12}  {verdict}{'  (' + '; '.join(notes) + ')' if notes else ''}"
         )
+    signin = gateway.signin
     per_second = signin.count / signin.wall
-    verdict = "ok" if signin.cpu_ms <= CPU_TARGET_MS else "MISSED"
+    verdict = f"target <= {CPU_TARGET_MS:g} ms: {'ok' if signin.cpu_ms <= CPU_TARGET_MS else 'MISSED'}"
     p50, p99 = percentile(signin.latencies, 0.5) * 1e3, percentile(signin.latencies, 0.99) * 1e3
-    share = 7 * per_second / base.rps
     lines += [
-        f"passcode sign-in: {signin.count} complete sign-ins (7 requests each, a new guest each) in "
-        f"{signin.wall:.1f} s = {per_second:.0f} sign-ins/s ({share:.0%} of the floor's req/s); "
-        f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-        f"gateway CPU per complete sign-in: {signin.cpu_ms:.2f} ms "
-        f"(target <= {CPU_TARGET_MS:.0f} ms: {verdict})",
-        "",
+        f"passcode sign-in: {signin.count} complete sign-ins (7 requests each, a new guest each), "
+        f"{signin.wall:.1f} s: {per_second:.0f} sign-ins/s ({7 * per_second / base.rps:.1%} of the floor's "
+        f"req/s); latency p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        f"gateway CPU per complete sign-in: {signin.cpu_ms:.2f} ms ({verdict})",
+        "  one at a time, by step:    gateway CPU ms   wall ms",
     ]
-    return lines
+    lines += [f"    {name:<26}{used:>12.2f}{wall:>10.2f}" for name, used, wall in gateway.steps]
+    return [*lines, *gateway.profile, ""]
 
 
-async def main(mode: Mode, worker_counts: list[int]) -> int:
+async def main(mode: Mode, worker_counts: list[int], profile_dir: Path | None) -> int:
     sink = PasscodeSink()
     await sink.start()
-    lines: list[str] = []
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
             for workers in worker_counts:
                 base = await asyncio.to_thread(floor, mode, workers, Path(tmp))
-                figures, signin = await measure_gateway(mode, workers, Path(tmp) / f"gateway-{workers}", sink)
-                block = report(workers, base, figures, signin)
-                print("\n".join(block), flush=True)
-                lines += block
+                gateway = await measure_gateway(
+                    mode, workers, Path(tmp) / f"gateway-{workers}", sink, profile_dir
+                )
+                print("\n".join(report(workers, base, gateway)), flush=True)
     finally:
         await sink.stop()
     print(f"(run took {time.monotonic() - started:.0f} s; wrk -t2 -c{mode.connections} -d{mode.duration}s; "
-          f"lean client concurrency {mode.concurrency}; machine cores: {_cores()})")  # fmt: skip
+          f"lean client concurrency {mode.concurrency}; {len(os.sched_getaffinity(0))} cores)")  # fmt: skip
     return 0
 
 
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--quick", action="store_true", help="a fast smoke run (short wrk runs, few sign-ins)"
-    )
+    parser = argparse.ArgumentParser(description="The gateway's load benchmark (see bench/README.md).")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run: short wrk runs, few sign-ins")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default: 1,2)")
     parser.add_argument("--signins", type=int, help="complete sign-ins to measure (default: by mode)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile the sign-in phase with py-spy, raw stacks into DIR")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         args.worker_counts = [int(part) for part in args.workers.split(",")]
     except ValueError:
         parser.error(f"--workers: comma-separated whole numbers, not {args.workers!r}")
-    if any(n < 1 for n in args.worker_counts):
+    if not args.worker_counts or any(n < 1 for n in args.worker_counts):
         parser.error("--workers: each count must be at least 1")
+    if args.signins is not None and args.signins < 1:
+        parser.error("--signins: must be at least 1")
     return args
 
 
 def cli(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if shutil.which("wrk") is None:
-        print(
-            "bench: wrk is missing: run `make bench` (it installs it) or `apt-get install wrk`",
-            file=sys.stderr,
-        )
+        print("bench: wrk is missing: `make bench` installs it (or `apt-get install wrk`)", file=sys.stderr)
+        return 1
+    if args.profile and not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
+        print("bench: --profile needs py-spy: `.venv/bin/pip install py-spy`", file=sys.stderr)
         return 1
     mode = QUICK if args.quick else FULL
     if args.signins:
-        mode = Mode(mode.duration, mode.connections, mode.codes, args.signins, mode.concurrency)
-    return uvloop.run(main(mode, args.worker_counts))
+        mode = dataclasses.replace(mode, signins=args.signins)
+    return uvloop.run(main(mode, args.worker_counts, args.profile))
 
 
 if __name__ == "__main__":

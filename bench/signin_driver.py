@@ -18,6 +18,7 @@ import base64
 import email
 import hashlib
 import json
+import math
 import re
 import secrets
 import time
@@ -215,7 +216,11 @@ class SigninDriver:
     def connection(self) -> Connection:
         return Connection(self.host, self.port)
 
-    async def sign_in(self, conn: Connection, address: str, *, exchange: bool) -> SignedIn:
+    async def sign_in(
+        self, conn: Connection, address: str, *, exchange: bool, on_step: Callable[[str], None] | None = None
+    ) -> SignedIn:
+        """One complete sign-in; ``on_step(name)`` is called as each step ends (for a cost breakdown)."""
+        step = on_step or (lambda name: None)
         started = time.perf_counter()
         jar = CookieJar()
         verifier = secrets.token_urlsafe(48)
@@ -227,18 +232,26 @@ class SigninDriver:
             "code_challenge": challenge, "code_challenge_method": "S256",
         })  # fmt: skip
         signin = _redirect(await conn.request("GET", f"/oauth2/authorize?{query}"), jar, "authorize")
+        step("GET /oauth2/authorize")
         page = await self._get(conn, jar, signin)
+        step("GET email page")
         passcode = self.sink.expect(address)
         form = urlencode({"csrf": _csrf(page), "email": address}).encode()
         _redirect(await self._post(conn, jar, f"{signin}/email", form), jar, "email")
         code = await asyncio.wait_for(passcode, timeout=30)
+        step("POST email + mail sent")
         page = await self._get(conn, jar, f"{signin}/passcode")
+        step("GET passcode page")
         form = urlencode({"csrf": _csrf(page), "passcode": code}).encode()
         back = _redirect(await self._post(conn, jar, f"{signin}/passcode", form), jar, "passcode")
+        step("POST passcode")
         params = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
         if params.get("state") != state or "code" not in params:
             raise BenchError(f"the authorization response is not a code for this sign-in: {back}")
-        tokens = await self.exchange(conn, params["code"], verifier) if exchange else None
+        tokens = None
+        if exchange:
+            tokens = await self.exchange(conn, params["code"], verifier)
+            step("POST /oauth2/token")
         return SignedIn(params["code"], verifier, tokens, time.perf_counter() - started)
 
     async def exchange(self, conn: Connection, code: str, verifier: str) -> dict[str, Any]:
@@ -280,21 +293,32 @@ def _redirect(response: Response, jar: CookieJar, step: str) -> str:
 
 
 async def run_concurrently(
-    count: int, concurrency: int, driver: SigninDriver, job: Callable[[Connection, int], Awaitable[float]]
+    count: int,
+    concurrency: int,
+    driver: SigninDriver,
+    job: Callable[[Connection, int], Awaitable[float]],
+    *,
+    seconds: float | None = None,
 ) -> tuple[list[float], float]:
-    """``job(conn, i)`` for i in range(count) over ``concurrency`` connections; (latencies, wall seconds)."""
+    """``job(conn, i)`` for i in range(count) over ``concurrency`` connections; (latencies, wall seconds).
+
+    With ``seconds``, no job starts after that much time: fewer than ``count`` may run.
+    """
     latencies: list[float] = []
     next_index = iter(range(count))
+    started = time.perf_counter()
+    deadline = math.inf if seconds is None else started + seconds
 
     async def loop() -> None:
         conn = driver.connection()
         try:
             for index in next_index:
                 latencies.append(await job(conn, index))
+                if time.perf_counter() > deadline:
+                    return
         finally:
             await conn.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(loop() for _ in range(min(concurrency, count))))
     return latencies, time.perf_counter() - started
 

@@ -10,10 +10,12 @@ from typing import Annotated, TypeAlias
 from pydantic import BaseModel, Field
 
 from idp_connectors.email_otp.config import EmailOtpConfig
+from idp_connectors.facebook.config import FacebookConfig
 
 REGISTRY: dict[str, type[BaseModel]] = {
     "email_otp": EmailOtpConfig,
+    "facebook": FacebookConfig,
 }
 
-AnyConnectorConfig: TypeAlias = EmailOtpConfig
+AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig
 ConnectorConfig: TypeAlias = Annotated[AnyConnectorConfig, Field(discriminator="type")]

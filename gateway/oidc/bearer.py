@@ -4,6 +4,9 @@ Format (documented in README "Tokens"): ``gwat_`` + 43 base64url characters (256
 bits) for access tokens, ``gwrt_`` + 43 for refresh tokens. The store keys each by SHA-256,
 so a store dump yields no usable token, and binds it to its grant, so revoking the grant
 (code replay, refresh reuse, revocation) takes effect at once.
+
+A redeemed refresh token stays in the store flagged ``rotated`` (``mark_rotated``) until it
+would have expired, so that its reuse is recognised and revokes the family.
 """
 
 from __future__ import annotations
@@ -51,6 +54,23 @@ async def consume_refresh(store: ArtefactStore, token: str | None) -> Consumed |
         return None
     assert token is not None
     return await store.consume(REFRESH, _key(token))
+
+
+def is_live_refresh(record: dict[str, Any], now: int) -> bool:
+    """A refresh record that may still be redeemed: not rotated away, not past its ``exp``."""
+    return not record.get("rotated") and int(record["exp"]) > now
+
+
+async def mark_rotated(store: ArtefactStore, token: str, record: dict[str, Any], now: int) -> None:
+    """Keep a redeemed refresh token, flagged, until it would have expired.
+
+    A store read does not tell a used artefact from a fresh one, so the flag is what lets
+    introspection call a rotated token inactive and a replay of it revoke its family even
+    after the store's use count is reset by this write.
+    """
+    ttl = int(record["exp"]) - now
+    if ttl > 0:
+        await store.put(REFRESH, _key(token), {**record, "rotated": True}, ttl, grant_id=record["grant_id"])
 
 
 async def delete_access(store: ArtefactStore, token: str) -> None:

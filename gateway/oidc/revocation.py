@@ -71,7 +71,8 @@ async def introspect(request: Request) -> Response:
     access = await bearer.find_access(rt.store, token)
     refresh = None if access is not None else await bearer.find_refresh(rt.store, token)
     record, token_type = (access, "Bearer") if access is not None else (refresh, "refresh_token")
-    if record is not None and record["client_id"] == app.oidc.client_id and record["exp"] > now:
+    live = record is not None and (access is not None or bearer.is_live_refresh(record, now))
+    if live and record is not None and record["client_id"] == app.oidc.client_id and record["exp"] > now:
         body = {
             "active": True, "scope": " ".join(record["scopes"]), "client_id": record["client_id"],
             "token_type": token_type, "exp": record["exp"], "iat": record["iat"], "iss": rt.settings.issuer,

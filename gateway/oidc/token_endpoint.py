@@ -99,30 +99,45 @@ async def _authorization_code(rt: Runtime, app: Application, params: dict[str, s
     return await mint(rt, app, user, authn, scopes=grant.scopes, grant_id=grant.grant_id, nonce=grant.nonce)
 
 
+def _refresh_scopes(original: list[str], requested: str | None) -> list[str]:
+    """RFC 6749 6: the requested scope may narrow the grant's scope, never widen it."""
+    if requested is None:
+        return original
+    asked = requested.split()
+    if not set(asked) <= set(original):
+        raise InvalidScope("the requested scope exceeds the original grant")
+    return [s for s in original if s in asked]
+
+
 async def _refresh_token(rt: Runtime, app: Application, params: dict[str, str]) -> dict[str, Any]:
     assert app.oidc is not None
     presented = params.get("refresh_token")
     if not presented:
         raise InvalidRequest("refresh_token is required")
+    # A request that is wrong in itself (scope) is refused before the token is used up, so it
+    # changes nothing; only a live token of this client gets that far.
+    current = await bearer.find_refresh(rt.store, presented)
+    if current is None:
+        raise InvalidGrant("the refresh token is invalid or expired")
+    if bearer.is_live_refresh(current, rt.now()) and current["client_id"] == app.oidc.client_id:
+        _refresh_scopes(current["scopes"], params.get("scope"))
     found = await bearer.consume_refresh(rt.store, presented)
     if found is None:
         raise InvalidGrant("the refresh token is invalid or expired")
     record = found.payload
-    if not found.first:
+    if not found.first or record.get("rotated"):
         # Rotation reuse detection (RFC 9700 4.14.2): the whole family is revoked.
         await rt.store.revoke_grant(record["grant_id"])
         raise InvalidGrant("the refresh token was already used; its grant is revoked")
     if record["client_id"] != app.oidc.client_id:
         await rt.store.revoke_grant(record["grant_id"])
         raise InvalidGrant("the refresh token was issued to another client")
+    now = rt.now()
+    if record["exp"] <= now:
+        raise InvalidGrant("the refresh token is invalid or expired")
     original: list[str] = record["scopes"]
-    requested = params.get("scope")
-    scopes = original
-    if requested is not None:
-        asked = requested.split()
-        if not set(asked) <= set(original):
-            raise InvalidScope("the requested scope exceeds the original grant")
-        scopes = [s for s in original if s in asked]
+    scopes = _refresh_scopes(original, params.get("scope"))
+    await bearer.mark_rotated(rt.store, presented, record, now)
     authn = Authentication(**record["authn"])
     user = await _active_user(rt, authn.user_id)
     return await mint(

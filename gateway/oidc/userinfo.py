@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.http import json_response
+from gateway.http import NO_STORE, json_response
 from gateway.oidc import bearer
 from gateway.oidc.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 from gateway.runtime import Runtime
@@ -28,14 +28,14 @@ async def userinfo(request: Request) -> Response:
     realm = rt.settings.issuer
     header = request.headers.get("authorization")
     try:
-        if header is None:
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
             if request.method == "POST" and "form" in request.headers.get("content-type", ""):
                 raise InvalidRequest("send the access token in the Authorization header")
-            # RFC 6750 3.1: no credentials at all -> a bare challenge.
-            return Response(status_code=401, headers={**_challenge(realm, None), "Cache-Control": "no-store"})
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise InvalidRequest("use the Bearer authorization scheme")
+            # RFC 6750 3.1: no credentials, or another scheme (Basic) -> a bare challenge, no error code.
+            return Response(status_code=401, headers={**_challenge(realm, None), **NO_STORE})
+        if not token.strip():
+            raise InvalidRequest("the Bearer authorization header has no token")
         record = await bearer.find_access(rt.store, token.strip())
         if record is None or record["exp"] <= rt.now():
             raise InvalidToken("the access token is invalid, expired or revoked")

@@ -4,8 +4,8 @@
 sessions, passcodes, replay entries, rate-limit counters): each one a JSON object under
 ``(kind, id)`` with a TTL, optionally bound to a *grant* so that a whole family can be
 revoked at once. ``DirectoryStore`` holds durable objects (users, signing keys, install
-metadata) with the few indexes the gateway needs. Both are async; both backends
-(SQLite and Redis) pass the same contract tests in ``tests/store``.
+metadata) with the few indexes the gateway needs (users by identity and by mail). Both are
+async; both backends (SQLite and Redis) pass the same contract tests in ``tests/store``.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ class DirectoryStore(Protocol):
     """Durable objects: users (Graph-shaped JSON), signing keys, install-wide metadata."""
 
     async def create_user(self, user: JSON, identities: list[tuple[str, str]]) -> bool:
-        """Insert a user whose ``(issuer, issuerAssignedId)`` pairs are given; False (and nothing
-        written) when one of those pairs already belongs to a user."""
+        """Insert a user whose ``(issuer, issuerAssignedId)`` pairs are given, indexing its
+        ``mail`` and ``otherMails``; False (and nothing written) when one of those pairs already
+        belongs to a user. ``mail`` must be absent, null or a non-empty string, ``otherMails``
+        absent, null or a list of such strings (ValueError/TypeError, nothing written)."""
 
     async def get_user(self, user_id: str) -> JSON | None:
         """The user object, or None."""
@@ -84,7 +86,17 @@ class DirectoryStore(Protocol):
         """The user holding this identity, or None. Matching is exact; callers normalise."""
 
     async def update_user(self, user: JSON) -> None:
-        """Replace a user object (its identities index is left as it is)."""
+        """Replace a user object. Its identities index is left as it is; its mail index follows
+        the new ``mail``/``otherMails`` (old addresses no longer find it). KeyError when absent."""
+
+    async def find_users_by_mail(self, mail: str) -> list[JSON]:
+        """Every user whose ``mail`` or one of whose ``otherMails`` equals ``mail`` ignoring case
+        (addresses are indexed and looked up lower-cased, nothing else is normalised), ordered
+        by user id; [] when none."""
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Atomically remove the user, its identities (which another user may then take) and its
+        mail index entries; False when there is no such user."""
 
     async def list_signing_keys(self) -> list[JSON]:
         """All stored signing-key records, oldest first."""

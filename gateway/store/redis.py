@@ -16,14 +16,24 @@ the layout is ready for Redis Cluster: keys that change together share a ``{hash
     longest member's. Members may be stale (expired, deleted or rebound artefacts);
     ``revoke_grant`` takes the set, then deletes each member only if its ``grant`` field
     still names this grant.
-``gw:{dir}:users``, ``gw:{dir}:identities``, ``gw:{dir}:signing-keys``,
+``gw:{dir}:users``, ``gw:{dir}:identities``, ``gw:{dir}:user-identities``,
+``gw:{dir}:user-mails``, ``gw:{dir}:mail:<address>``, ``gw:{dir}:signing-keys``,
 ``gw:{dir}:signing-key-order``, ``gw:{dir}:signing-key-seq``, ``gw:{dir}:meta``
-    The directory, all in the ``{dir}`` slot so that a user and its identity index entries
-    are written by one atomic script: ``users`` HASH id -> user JSON; ``identities`` HASH
-    ``["issuer","issuerAssignedId"]`` (compact JSON) -> user id; ``signing-keys`` HASH kid ->
-    record JSON, ordered by the ZSET ``signing-key-order`` (score from the
+    The directory, all in the ``{dir}`` slot so that a user and its index entries are
+    written by one atomic script: ``users`` HASH id -> user JSON; ``identities`` HASH
+    ``["issuer","issuerAssignedId"]`` (compact JSON) -> user id; ``user-identities`` HASH id
+    -> JSON list of that user's ``[issuer, issuerAssignedId]`` pairs; ``user-mails`` HASH id
+    -> JSON list of the lower-cased addresses it is indexed under; ``mail:<address>`` SET of
+    the ids of the users with that lower-cased address (gone when empty); ``signing-keys``
+    HASH kid -> record JSON, ordered by the ZSET ``signing-key-order`` (score from the
     ``signing-key-seq`` counter at first save); ``meta`` HASH name -> value (holds
-    ``schema_version``).
+    ``schema_version``). Scripts get every key they touch in ``KEYS``: ``update_user`` and
+    ``delete_user`` read the user's ``user-mails``/``user-identities`` entries first, then run
+    a script that applies the change only if those entries are unchanged (else they read again).
+
+Schema versions: 1 had neither the ``user-*`` hashes nor the mail sets; ``migrate`` builds them
+for every stored user (idempotent, so an interrupted upgrade is finished by the next run) and
+only then records version 2.
 
 Round trips: ``get``, ``put``, ``consume``, ``delete``, ``incr``, ``ttl`` and ``add`` are one
 each (``put`` with a grant pipelines the artefact write and the index update); scripts run by
@@ -36,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -49,6 +59,7 @@ from gateway.store.validate import (
     check_grant,
     check_identities,
     check_key,
+    check_mail,
     check_meta_value,
     check_schema_version,
     check_seconds,
@@ -57,14 +68,19 @@ from gateway.store.validate import (
     check_user,
     decode,
     encode,
+    user_mails,
 )
 
 USERS = "gw:{dir}:users"
 IDENTITIES = "gw:{dir}:identities"
+USER_IDENTITIES = "gw:{dir}:user-identities"
+USER_MAILS = "gw:{dir}:user-mails"
+MAIL_PREFIX = "gw:{dir}:mail:"
 SIGNING_KEYS = "gw:{dir}:signing-keys"
 SIGNING_KEY_ORDER = "gw:{dir}:signing-key-order"
 SIGNING_KEY_SEQ = "gw:{dir}:signing-key-seq"
 META = "gw:{dir}:meta"
+SCAN_COUNT = 200
 
 
 def artefact_key(kind: str, id: str) -> str:
@@ -79,8 +95,17 @@ def grant_key(grant_id: str) -> str:
     return f"gw:g:{{{grant_id}}}"
 
 
+def mail_key(address: str) -> str:
+    """The SET of the ids of the users indexed under ``address`` (already lower-cased)."""
+    return MAIL_PREFIX + address
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def identity_field(issuer: str, issuer_assigned_id: str) -> str:
-    return json.dumps([issuer, issuer_assigned_id], separators=(",", ":"), ensure_ascii=False)
+    return compact([issuer, issuer_assigned_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +161,18 @@ if left < 0 then
 end
 return {value, left}
 """)
-# KEYS users, identities; ARGV user id, user JSON, identity fields...
+# KEYS users, identities, user-identities, user-mails, mail sets...;
+# ARGV user id, user JSON, pairs JSON, addresses JSON, identity fields...
 CREATE_USER = _script("""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-for i = 3, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
+for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+for i = 5, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 return 1
 """)
 FIND_USER = _script("""
@@ -151,9 +180,53 @@ local user_id = redis.call('HGET', KEYS[1], ARGV[1])
 if not user_id then return false end
 return redis.call('HGET', KEYS[2], user_id)
 """)
+# KEYS users, user-mails, old mail sets (ARGV[5] of them), new mail sets;
+# ARGV user id, user JSON, expected user-mails entry ("" = none), new addresses JSON, count
 UPDATE_USER = _script("""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[3] then return -1 end
+local old = tonumber(ARGV[5])
+for i = 3, 2 + old do redis.call('SREM', KEYS[i], ARGV[1]) end
+for i = 3 + old, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return 1
+""")
+# KEYS users, identities, user-identities, user-mails, mail sets...;
+# ARGV user id, expected user-identities entry, expected user-mails entry, identity fields...
+DELETE_USER = _script("""
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if (redis.call('HGET', KEYS[3], ARGV[1]) or '') ~= ARGV[2] then return -1 end
+if (redis.call('HGET', KEYS[4], ARGV[1]) or '') ~= ARGV[3] then return -1 end
+for i = 4, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[i]) end
+end
+for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return 1
+""")
+# KEYS mail set, users -> flat list of user id, user JSON (unordered: Lua compares with strcoll)
+FIND_BY_MAIL = _script("""
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local doc = redis.call('HGET', KEYS[2], id)
+  if doc then
+    found[#found + 1] = id
+    found[#found + 1] = doc
+  end
+end
+return found
+""")
+# Schema 1 -> 2 for one user. KEYS users, user-identities, user-mails, mail sets...;
+# ARGV user id, user JSON as read, pairs JSON, addresses JSON. 0: already indexed, -1: changed
+INDEX_USER = _script("""
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+for i = 4, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 return 1
 """)
 # KEYS signing-keys, signing-key-order, signing-key-seq; ARGV kid, record JSON
@@ -175,7 +248,8 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 """)
 SCRIPTS = (
     PUT, ADD, GRANT_ADD, GRANT_TAKE, DELETE_IF_GRANT, CONSUME, INCR,
-    CREATE_USER, FIND_USER, UPDATE_USER, SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT,
+    CREATE_USER, FIND_USER, UPDATE_USER, DELETE_USER, FIND_BY_MAIL, INDEX_USER,
+    SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT,
 )  # fmt: skip
 
 
@@ -186,6 +260,21 @@ def _seconds(milliseconds: int) -> int:
 Call = tuple[Script, Sequence[str], Sequence[str | int]]
 
 
+def _index_call(user_id: str, doc: str, pairs: list[list[str]]) -> Call:
+    """The ``INDEX_USER`` call for a stored user (schema 1 -> 2); RuntimeError if its mails are bad."""
+    try:
+        user = decode(doc)
+        check_user(user)
+        mails = user_mails(user)
+    except (TypeError, ValueError) as exc:
+        raise RuntimeError(
+            f"cannot upgrade the store to schema_version {SCHEMA_VERSION}: user {user_id!r}: {exc}; "
+            "fix that user's document, then migrate again"
+        ) from exc
+    keys = [USERS, USER_IDENTITIES, USER_MAILS, *map(mail_key, mails)]
+    return INDEX_USER, keys, [user_id, doc, compact(sorted(pairs)), compact(mails)]
+
+
 class Pipeline(Protocol):
     """The part of ``redis.asyncio`` pipelines this module uses (typed here because the
     ``types-redis`` stubs, when installed, shadow redis-py's own annotations and predate 5.x)."""
@@ -193,6 +282,8 @@ class Pipeline(Protocol):
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | int) -> Any: ...
 
     def script_load(self, script: str) -> Any: ...
+
+    def hget(self, name: str, key: str) -> Any: ...
 
     async def execute(self) -> list[Any]: ...
 
@@ -209,6 +300,8 @@ class Client(Protocol):
     async def pttl(self, name: str) -> int: ...
 
     async def delete(self, *names: str) -> int: ...
+
+    def hscan_iter(self, name: str, *, count: int | None = None) -> AsyncIterator[Any]: ...
 
     def pipeline(self, transaction: bool = True) -> Pipeline: ...
 
@@ -259,10 +352,36 @@ class RedisStore:
     # -- Store -------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        found = await self._redis.hget(META, "schema_version")
-        check_schema_version(None if found is None else str(found))
-        await self._redis.hset(META, "schema_version", str(SCHEMA_VERSION))
+        stored = await self._redis.hget(META, "schema_version")
+        found = check_schema_version(None if stored is None else str(stored))
         await self._load_scripts()
+        if found is None or found < 2:
+            await self._index_directory()
+        await self._redis.hset(META, "schema_version", str(SCHEMA_VERSION))
+
+    async def _index_directory(self) -> None:
+        """Schema 1 -> 2: the ``user-*`` entries and mail sets of every user not yet indexed."""
+        owned: dict[str, list[list[str]]] = {}
+        async for field, user_id in self._redis.hscan_iter(IDENTITIES, count=SCAN_COUNT):
+            owned.setdefault(str(user_id), []).append(json.loads(field))
+        batch: list[tuple[str, str]] = []
+        async for user_id, doc in self._redis.hscan_iter(USERS, count=SCAN_COUNT):
+            batch.append((str(user_id), str(doc)))
+            if len(batch) >= SCAN_COUNT:
+                await self._index_users(batch, owned)
+                batch = []
+        await self._index_users(batch, owned)
+
+    async def _index_users(self, batch: list[tuple[str, str]], owned: dict[str, list[list[str]]]) -> None:
+        while batch:
+            calls = [_index_call(user_id, doc, owned.get(user_id, [])) for user_id, doc in batch]
+            outcomes = await self._eval_many(calls)
+            changed = [user_id for (user_id, _), done in zip(batch, outcomes, strict=True) if int(done) < 0]
+            batch = []
+            for user_id in changed:  # written or deleted since it was scanned: index what is there now
+                found = await self._redis.hget(USERS, user_id)
+                if found is not None:
+                    batch.append((user_id, str(found)))
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -334,9 +453,12 @@ class RedisStore:
     async def create_user(self, user: JSON, identities: list[tuple[str, str]]) -> bool:
         user_id = check_user(user)
         pairs = check_identities(identities)
+        mails = user_mails(user)
         doc = encode("user", user)
         fields = [identity_field(issuer, assigned) for issuer, assigned in pairs]
-        outcome = int(await self._eval(CREATE_USER, [USERS, IDENTITIES], [user_id, doc, *fields]))
+        keys = [USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, *map(mail_key, mails)]
+        args = [user_id, doc, compact([list(pair) for pair in pairs]), compact(mails), *fields]
+        outcome = int(await self._eval(CREATE_USER, keys, args))
         if outcome < 0:
             raise ValueError(f"a user with id {user_id!r} already exists")
         return outcome == 1
@@ -355,9 +477,40 @@ class RedisStore:
 
     async def update_user(self, user: JSON) -> None:
         user_id = check_user(user)
+        mails = user_mails(user)
         doc = encode("user", user)
-        if not await self._eval(UPDATE_USER, [USERS], [user_id, doc]):
-            raise KeyError(f"no user with id {user_id!r}")
+        new_keys = [mail_key(mail) for mail in mails]
+        while True:  # compare-and-set on the user's user-mails entry
+            indexed = await self._redis.hget(USER_MAILS, user_id)
+            old: list[str] = [] if indexed is None else json.loads(indexed)
+            keys = [USERS, USER_MAILS, *map(mail_key, old), *new_keys]
+            args: list[str | int] = [user_id, doc, indexed or "", compact(mails), len(old)]
+            outcome = int(await self._eval(UPDATE_USER, keys, args))
+            if outcome == 0:
+                raise KeyError(f"no user with id {user_id!r}")
+            if outcome == 1:
+                return
+
+    async def find_users_by_mail(self, mail: str) -> list[JSON]:
+        address = check_mail(mail)
+        found = await self._eval(FIND_BY_MAIL, [mail_key(address), USERS], [])
+        pairs = sorted(zip(found[::2], found[1::2], strict=True), key=lambda pair: str(pair[0]))
+        return [decode(doc) for _, doc in pairs]
+
+    async def delete_user(self, user_id: str) -> bool:
+        check_text("user id", user_id)
+        while True:  # compare-and-set on the user's user-identities and user-mails entries
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(USER_IDENTITIES, user_id)
+            pipe.hget(USER_MAILS, user_id)
+            owned, indexed = await pipe.execute()
+            pairs: list[list[str]] = [] if owned is None else json.loads(owned)
+            mails: list[str] = [] if indexed is None else json.loads(indexed)
+            keys = [USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, *map(mail_key, mails)]
+            args = [user_id, owned or "", indexed or "", *(identity_field(i, a) for i, a in pairs)]
+            outcome = int(await self._eval(DELETE_USER, keys, args))
+            if outcome >= 0:
+                return outcome == 1
 
     async def list_signing_keys(self) -> list[JSON]:
         records = await self._eval(LIST_KEYS, [SIGNING_KEYS, SIGNING_KEY_ORDER], [])

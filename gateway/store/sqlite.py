@@ -13,8 +13,12 @@ rows as absent, and writes purge expired rows in small batches at most once a mi
 
 Tables: ``artefacts`` (kind, id, payload, grant_id, uses, expires_at), ``counters`` (kind, id,
 value, expires_at), ``users`` (id, JSON doc), ``identities`` (PRIMARY KEY (issuer,
-issuer_assigned_id) -> user_id), ``signing_keys`` (insertion seq, kid, JSON record) and
-``meta`` (name, value; holds ``schema_version``).
+issuer_assigned_id) -> user_id), ``user_mails`` (PRIMARY KEY (mail, user_id): each user's
+lower-cased ``mail`` and ``otherMails``), ``signing_keys`` (insertion seq, kid, JSON record)
+and ``meta`` (name, value; holds ``schema_version``).
+
+Schema versions: 1 had no ``user_mails``; ``migrate`` upgrades a version 1 file in place, in
+the same transaction that creates the table, by indexing every stored user.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gateway.store.validate import (
     check_grant,
     check_identities,
     check_key,
+    check_mail,
     check_meta_value,
     check_schema_version,
     check_seconds,
@@ -42,6 +47,7 @@ from gateway.store.validate import (
     check_user,
     decode,
     encode,
+    user_mails,
 )
 
 T = TypeVar("T")
@@ -69,6 +75,10 @@ SCHEMA = (
         user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
         PRIMARY KEY (issuer, issuer_assigned_id)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS identities_user ON identities (user_id)",
+    """CREATE TABLE IF NOT EXISTS user_mails (
+        mail TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        PRIMARY KEY (mail, user_id)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS user_mails_user ON user_mails (user_id)",
     """CREATE TABLE IF NOT EXISTS signing_keys (
         seq INTEGER PRIMARY KEY, kid TEXT NOT NULL UNIQUE, record TEXT NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -105,6 +115,13 @@ GET_USER = "SELECT doc FROM users WHERE id = ?"
 FIND_USER = """SELECT users.doc FROM identities JOIN users ON users.id = identities.user_id
 WHERE identities.issuer = ? AND identities.issuer_assigned_id = ?"""
 UPDATE_USER = "UPDATE users SET doc = ? WHERE id = ?"
+INSERT_MAIL = "INSERT INTO user_mails (mail, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+DELETE_MAILS = "DELETE FROM user_mails WHERE user_id = ?"
+DELETE_IDENTITIES = "DELETE FROM identities WHERE user_id = ?"
+DELETE_USER = "DELETE FROM users WHERE id = ?"
+FIND_BY_MAIL = """SELECT users.doc FROM user_mails JOIN users ON users.id = user_mails.user_id
+WHERE user_mails.mail = ? ORDER BY user_mails.user_id"""
+ALL_USERS = "SELECT id, doc FROM users ORDER BY id"
 LIST_KEYS = "SELECT record FROM signing_keys ORDER BY seq"
 SAVE_KEY = """INSERT INTO signing_keys (kid, record) VALUES (?, ?)
 ON CONFLICT (kid) DO UPDATE SET record = excluded.record"""
@@ -191,17 +208,34 @@ class SQLiteStore:
         conn = self._db()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            found = None
             if conn.execute(HAS_META_TABLE).fetchone() is not None:
                 row = conn.execute(GET_META, ("schema_version",)).fetchone()
-                check_schema_version(None if row is None else str(row[0]))
+                found = check_schema_version(None if row is None else str(row[0]))
             for statement in SCHEMA:
                 conn.execute(statement)
+            if found is None or found < 2:
+                self._index_all_mails(conn)
             conn.execute(SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _index_all_mails(self, conn: sqlite3.Connection) -> None:
+        """Schema 1 -> 2: index the mail addresses of every stored user."""
+        for user_id, doc in conn.execute(ALL_USERS).fetchall():
+            try:
+                user = decode(doc)
+                check_user(user)
+                mails = user_mails(user)
+            except (TypeError, ValueError) as exc:
+                raise RuntimeError(
+                    f"{self.path}: cannot upgrade the store to schema_version {SCHEMA_VERSION}: "
+                    f"user {user_id!r}: {exc}; fix that user's document, then migrate again"
+                ) from exc
+            conn.executemany(INSERT_MAIL, [(mail, user_id) for mail in mails])
 
     def _close_now(self) -> None:
         if self._conn is not None:
@@ -329,6 +363,7 @@ class SQLiteStore:
     async def create_user(self, user: JSON, identities: list[tuple[str, str]]) -> bool:
         user_id = check_user(user)
         pairs = check_identities(identities)
+        mails = user_mails(user)
         doc = encode("user", user)
 
         def work(conn: sqlite3.Connection, now: float) -> bool:
@@ -339,6 +374,7 @@ class SQLiteStore:
                     return False
             conn.execute(INSERT_USER, (user_id, doc))
             conn.executemany(INSERT_IDENTITY, [(issuer, assigned, user_id) for issuer, assigned in pairs])
+            conn.executemany(INSERT_MAIL, [(mail, user_id) for mail in mails])
             return True
 
         return await self._write(work)
@@ -364,13 +400,34 @@ class SQLiteStore:
 
     async def update_user(self, user: JSON) -> None:
         user_id = check_user(user)
+        mails = user_mails(user)
         doc = encode("user", user)
 
         def work(conn: sqlite3.Connection, now: float) -> None:
             if conn.execute(UPDATE_USER, (doc, user_id)).rowcount != 1:
                 raise KeyError(f"no user with id {user_id!r}")
+            conn.execute(DELETE_MAILS, (user_id,))
+            conn.executemany(INSERT_MAIL, [(mail, user_id) for mail in mails])
 
         await self._write(work)
+
+    async def find_users_by_mail(self, mail: str) -> list[JSON]:
+        address = check_mail(mail)
+
+        def work(conn: sqlite3.Connection, now: float) -> list[JSON]:
+            return [decode(doc) for (doc,) in conn.execute(FIND_BY_MAIL, (address,))]
+
+        return await self._read(work)
+
+    async def delete_user(self, user_id: str) -> bool:
+        check_text("user id", user_id)
+
+        def work(conn: sqlite3.Connection, now: float) -> bool:
+            conn.execute(DELETE_IDENTITIES, (user_id,))
+            conn.execute(DELETE_MAILS, (user_id,))
+            return conn.execute(DELETE_USER, (user_id,)).rowcount == 1
+
+        return await self._write(work)
 
     async def list_signing_keys(self) -> list[JSON]:
         def work(conn: sqlite3.Connection, now: float) -> list[JSON]:

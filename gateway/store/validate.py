@@ -15,7 +15,8 @@ from gateway.store.base import JSON
 KIND_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_ID_LENGTH = 1024
 MAX_TTL = 10 * 366 * 86400
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: first release; 2: users indexed by mail
+MAX_USER_MAILS = 250
 
 
 def check_key(kind: str, id: str) -> None:
@@ -72,6 +73,33 @@ def check_user(user: JSON) -> str:
     return cast(str, user_id)
 
 
+def user_mails(user: JSON) -> list[str]:
+    """The addresses a user is found by, lower-cased, deduplicated and sorted: ``mail`` and every
+    ``otherMails`` entry. Each is absent/null or (for ``otherMails``) a list of non-empty strings
+    of at most ``MAX_ID_LENGTH`` characters; at most ``MAX_USER_MAILS`` in all."""
+    found: set[str] = set()
+    mail: Any = user.get("mail")
+    if mail is not None:
+        check_text("user['mail']", mail)
+        found.add(mail.lower())
+    others: Any = user.get("otherMails")
+    if others is not None:
+        if not isinstance(others, list):
+            raise TypeError(f"user['otherMails'] must be a list of strings, got {type(others).__name__}")
+        if len(others) > MAX_USER_MAILS:
+            raise ValueError(f"user['otherMails'] has more than {MAX_USER_MAILS} addresses")
+        for index, other in enumerate(others):
+            check_text(f"user['otherMails'][{index}]", other)
+            found.add(other.lower())
+    return sorted(found)
+
+
+def check_mail(mail: str) -> str:
+    """The lower-cased form of a looked-up address (a non-empty string)."""
+    check_text("mail", mail)
+    return mail.lower()
+
+
 def check_identities(identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Non-empty ``(issuer, issuerAssignedId)`` string pairs, none repeated."""
     if not isinstance(identities, list | tuple):
@@ -104,14 +132,16 @@ def check_meta_value(value: str) -> None:
         raise TypeError(f"meta value must be a string, got {type(value).__name__}")
 
 
-def check_schema_version(found: str | None) -> None:
-    """Refuse to run against a schema written by a newer gateway."""
+def check_schema_version(found: str | None) -> int | None:
+    """The stored schema version (None for a new store); refuses a schema written by a newer
+    gateway or a value that is not ours."""
     if found is None:
-        return
-    if not found.isdigit():
+        return None
+    if not (found.isascii() and found.isdigit()):
         raise RuntimeError(f"store schema_version {found!r} is not a number; the store is not ours")
     if int(found) > SCHEMA_VERSION:
         raise RuntimeError(
             f"store schema_version {found} is newer than this gateway supports ({SCHEMA_VERSION}); "
             "upgrade the gateway"
         )
+    return int(found)

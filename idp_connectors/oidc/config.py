@@ -129,13 +129,11 @@ class OidcConfig(ConnectorConfigBase):
     )
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
     allowed_algorithms: list[SigningAlgorithm] = Field(
-        default_factory=lambda: ["RS256"],
+        default_factory=lambda: list[SigningAlgorithm](["RS256"]),
         min_length=1,
         description="ID token signing algorithms accepted; the token header's `alg` must be one of them.",
     )
-    discovery_url: str | None = Field(
-        None, description="Default: {issuer}/.well-known/openid-configuration."
-    )
+    discovery_url: str | None = Field(None, description="Default: {issuer}/.well-known/openid-configuration.")
     use_userinfo: bool = Field(False, description="Also call the userinfo endpoint (one more round trip).")
     claims: ClaimMapping = Field(default_factory=ClaimMapping)
     trust_email_for_linking: bool = Field(

@@ -43,7 +43,7 @@ async def send(
     url: str,
     *,
     what: str,
-    timeout: float,
+    deadline: float,
     invalid_code: str,
     headers: Mapping[str, str] | None = None,
     data: Mapping[str, str] | None = None,
@@ -54,13 +54,13 @@ async def send(
     statuses are returned for the caller to judge.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline):
             async with client.stream(
                 method,
                 url,
                 headers=headers,
                 data=data,
-                timeout=httpx.Timeout(timeout),
+                timeout=httpx.Timeout(deadline),
                 follow_redirects=False,
             ) as response:
                 declared = response.headers.get("content-length", "")
@@ -75,11 +75,11 @@ async def send(
                 content_type = response.headers.get("content-type", "")
     except TimeoutError as exc:
         raise ConnectorError(
-            f"the {what} did not answer within {timeout:g} seconds", code="upstream_unavailable"
+            f"the {what} did not answer within {deadline:g} seconds", code="upstream_unavailable"
         ) from exc
     except httpx.TimeoutException as exc:
         raise ConnectorError(
-            f"the {what} did not answer within {timeout:g} seconds", code="upstream_unavailable"
+            f"the {what} did not answer within {deadline:g} seconds", code="upstream_unavailable"
         ) from exc
     except httpx.HTTPError as exc:
         raise ConnectorError(

@@ -69,20 +69,28 @@ def _verify_registry(alg: str) -> jws.JWSRegistry:
     return _registry((alg,))
 
 
-def _malformed(what: str, detail: str) -> ConnectorError:
-    return ConnectorError(f"the {what} {detail}", code="id_token_malformed")
+def _malformed(what: str, detail: str, code: str = "id_token_malformed") -> ConnectorError:
+    return ConnectorError(f"the {what} {detail}", code=code)
 
 
 async def verify_signature(
-    token: object, allowed: Collection[str], keys: KeySource, *, what: str = "ID token"
+    token: object,
+    allowed: Collection[str],
+    keys: KeySource,
+    *,
+    what: str = "ID token",
+    malformed_code: str = "id_token_malformed",
 ) -> Verified:
-    """Check ``token``'s ``alg`` against ``allowed``, find its key, verify it; return its claims."""
+    """Check ``token``'s ``alg`` against ``allowed``, find its key, verify it; return its claims.
+
+    A token that is not a compact JWS with a JSON object payload raises ``malformed_code``.
+    """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
-        raise _malformed(what, "is not a compact JWS")
+        raise _malformed(what, "is not a compact JWS", malformed_code)
     try:
         obj = jws.extract_compact(token.encode("ascii"), registry=_PARSE_REGISTRY)
     except (JoseError, ValueError, TypeError) as exc:
-        raise _malformed(what, "is not a compact JWS") from exc
+        raise _malformed(what, "is not a compact JWS", malformed_code) from exc
     header = obj.headers()
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:
@@ -92,10 +100,10 @@ async def verify_signature(
             code="alg_not_allowed",
         )
     if any(name in header for name in _UNSUPPORTED_HEADERS):
-        raise _malformed(what, "uses a JWS extension we do not support")
+        raise _malformed(what, "uses a JWS extension we do not support", malformed_code)
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
-        raise _malformed(what, "has a `kid` that is not a string")
+        raise _malformed(what, "has a `kid` that is not a string", malformed_code)
     for key in await keys.keys_for(alg, kid):
         try:
             with warnings.catch_warnings(action="ignore", category=SecurityWarning):  # EdDSA's notice
@@ -106,9 +114,9 @@ async def verify_signature(
             try:
                 claims = json.loads(obj.payload)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise _malformed(what, "payload is not JSON") from exc
+                raise _malformed(what, "payload is not JSON", malformed_code) from exc
             if not isinstance(claims, dict):
-                raise _malformed(what, "payload is not a JSON object")
+                raise _malformed(what, "payload is not a JSON object", malformed_code)
             return Verified(header=header, claims=claims, key=key)
     raise ConnectorError(f"the {what}'s signature does not verify", code="bad_signature")
 
@@ -173,7 +181,9 @@ def check_claims(claims: Mapping[str, Any], expected: Expected) -> None:
         raise _malformed("ID token", "has an `auth_time` in the future")
     if expected.max_age is not None:
         if auth_time is None:
-            raise ConnectorError("we sent max_age but the ID token has no `auth_time`", code="auth_time_missing")
+            raise ConnectorError(
+                "we sent max_age but the ID token has no `auth_time`", code="auth_time_missing"
+            )
         if now - auth_time > expected.max_age + skew:
             raise ConnectorError("the upstream sign-in is older than max_age", code="max_age_exceeded")
     if "acr" in claims and not isinstance(claims["acr"], str):
@@ -199,4 +209,6 @@ def check_at_hash(verified: Verified, access_token: str | None) -> None:
         raise ConnectorError("the access token is not ASCII", code="token_response_invalid")
     expected = _left_half_hash(access_token, str(verified.header["alg"]), verified.key)
     if not isinstance(at_hash, str) or not _same(at_hash, expected):
-        raise ConnectorError("the ID token's `at_hash` does not match the access token", code="at_hash_mismatch")
+        raise ConnectorError(
+            "the ID token's `at_hash` does not match the access token", code="at_hash_mismatch"
+        )

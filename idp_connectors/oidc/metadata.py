@@ -144,9 +144,7 @@ class KeySnapshot:
             named = [k for k in self.keys if k.kid == kid]
             fitting = tuple(k for k in named if k.fits(alg))
             if named and not fitting:
-                raise ConnectorError(
-                    f"the upstream key {kid!r} cannot verify {alg}", code="key_alg_mismatch"
-                )
+                raise ConnectorError(f"the upstream key {kid!r} cannot verify {alg}", code="key_alg_mismatch")
             return fitting
         fitting = tuple(k for k in self.keys if k.fits(alg))
         if len(fitting) > 1:
@@ -189,7 +187,7 @@ class ProviderCache:
                 "GET",
                 config.discovery_document_url,
                 what="upstream discovery endpoint",
-                timeout=config.http_timeout_seconds,
+                deadline=config.http_timeout_seconds,
                 invalid_code="discovery_invalid",
                 headers={"accept": "application/json"},
             )
@@ -211,12 +209,14 @@ class ProviderCache:
             "GET",
             metadata.jwks_uri,
             what="upstream JWKS endpoint",
-            timeout=self._config.http_timeout_seconds,
+            deadline=self._config.http_timeout_seconds,
             invalid_code="jwks_invalid",
             headers={"accept": "application/json, application/jwk-set+json"},
         )
         if fetched.status != 200:
-            raise ConnectorError(f"the upstream JWKS endpoint answered HTTP {fetched.status}", code="jwks_invalid")
+            raise ConnectorError(
+                f"the upstream JWKS endpoint answered HTTP {fetched.status}", code="jwks_invalid"
+            )
         doc = json_object(fetched.body, what="upstream JWKS", code="jwks_invalid")
         self._keys = KeySnapshot.parse(doc, self._clock())
         return self._keys

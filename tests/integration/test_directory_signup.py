@@ -34,11 +34,18 @@ CLOSED_PORTAL = {  # an app without a user flow: nobody new signs up through it
 }
 
 
+def unthrottled(tmp_path: Path, smtp: SmtpServer, **overrides: Any) -> Settings:
+    """Settings without the 60 s resend gap, so one address may start several sign-ins in a test."""
+    return make_settings(tmp_path, smtp, passcode={"resend_interval_seconds": 0}, **overrides)
+
+
 def browser(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=app.state.demo_transport, base_url="http://127.0.0.1:8000")
 
 
-async def test_first_sign_in_creates_the_guest_user(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+async def test_first_sign_in_creates_the_guest_user(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     assert snapshot(app).user_count == 0
     req, query = await flows.sign_in(client, smtp_server, EMAIL)
     [user] = users(app)
@@ -56,19 +63,19 @@ async def test_first_sign_in_creates_the_guest_user(app: Any, client: httpx.Asyn
     assert claims["oid"] == user["id"]
 
 
-async def test_later_sign_ins_find_the_same_user(app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
-    await flows.sign_in(client, smtp_server, EMAIL)
-    [first] = users(app)
-    async with browser(app) as other:
-        req, query = await flows.sign_in(other, smtp_server, "GUEST@fabrikam.example")
-        claims = app.state.runtime.keys.verify((await flows.exchange(other, req, query["code"])).json()["id_token"])
-    assert users(app) == [first]
-    assert claims["oid"] == first["id"]
+async def test_later_sign_ins_find_the_same_user(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    async with running_app(unthrottled(tmp_path, smtp_server)) as (app, client), browser(app) as other:
+        await flows.sign_in(client, smtp_server, EMAIL)
+        [first] = users(app)
+        req, query = await flows.sign_in(other, smtp_server, "GUEST@fabrikam.example", None)
+        tokens = await flows.exchange(other, req, query["code"])
+        claims = app.state.runtime.keys.verify(tokens.json()["id_token"])
+        assert users(app) == [first]
+        assert claims["oid"] == first["id"]
 
 
 async def test_concurrent_first_sign_ins_create_one_user(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    settings = make_settings(tmp_path, smtp_server, passcode={"resend_interval_seconds": 0})
-    async with running_app(settings) as (app, client), browser(app) as other:
+    async with running_app(unthrottled(tmp_path, smtp_server)) as (app, client), browser(app) as other:
         forms = []
         for who in (client, other):
             path = await flows.start(who, flows.AuthRequest())
@@ -82,7 +89,8 @@ async def test_concurrent_first_sign_ins_create_one_user(tmp_path: Path, smtp_se
 
 
 def test_guest_upn_follows_the_ext_form() -> None:
-    assert guest_upn("user@contoso.com", "fabrikam.onmicrosoft.com") == "user_contoso.com#EXT#@fabrikam.onmicrosoft.com"
+    upn = guest_upn("user@contoso.com", "fabrikam.onmicrosoft.com")
+    assert upn == "user_contoso.com#EXT#@fabrikam.onmicrosoft.com"
 
 
 @pytest.mark.parametrize(
@@ -114,8 +122,8 @@ def test_self_service_sign_up_decision(
 
 def closed_settings(tmp_path: Path, smtp: SmtpServer, variant: str) -> Settings:
     if variant == "tenant_switch_off":
-        return make_settings(tmp_path, smtp, external_collaboration={"self_service_sign_up": False})
-    return make_settings(tmp_path, smtp, applications=[*default_config()["applications"], CLOSED_PORTAL])
+        return unthrottled(tmp_path, smtp, external_collaboration={"self_service_sign_up": False})
+    return unthrottled(tmp_path, smtp, applications=[*default_config()["applications"], CLOSED_PORTAL])
 
 
 async def make_known_user(app: Any, client: httpx.AsyncClient, smtp: SmtpServer, variant: str) -> None:
@@ -152,8 +160,14 @@ async def closed(
         if variant == "tenant_switch_off":
             target, reason = flows.AuthRequest(), "signup_disabled_for_tenant"
         else:
-            target, reason = flows.AuthRequest(client_id="portal", redirect_uri=PORTAL_REDIRECT), "app_has_no_user_flow"
+            target = flows.AuthRequest(client_id="portal", redirect_uri=PORTAL_REDIRECT)
+            reason = "app_has_no_user_flow"
         yield app, client, target, reason
+
+
+def like(req: flows.AuthRequest) -> flows.AuthRequest:
+    """A new request (own state, nonce, PKCE) to the same client."""
+    return flows.AuthRequest(client_id=req.client_id, redirect_uri=req.redirect_uri)
 
 
 def shape(response: httpx.Response, path: str, address: str) -> tuple[int, list[str], str]:
@@ -167,7 +181,7 @@ def shape(response: httpx.Response, path: str, address: str) -> tuple[int, list[
 
 async def email_step(app: Any, req: flows.AuthRequest, address: str) -> tuple[Any, ...]:
     async with browser(app) as fresh:
-        path = await flows.start(fresh, flows.AuthRequest(client_id=req.client_id, redirect_uri=req.redirect_uri))
+        path = await flows.start(fresh, like(req))
         sent = await flows.submit_email(fresh, path, address)
         page = await fresh.get(f"{path}/passcode")
         return shape(sent, path, address), shape(page, path, address)
@@ -196,7 +210,7 @@ async def test_mail_leaves_off_the_request_path(
     app, _, target, _ = closed
     smtp_server.delay_seconds = 2.0
     async with browser(app) as fresh:
-        path = await flows.start(fresh, flows.AuthRequest(client_id=target.client_id, redirect_uri=target.redirect_uri))
+        path = await flows.start(fresh, like(target))
         page = await fresh.get(path)
         started = time.monotonic()
         sent = await fresh.post(f"{path}/email", data={"csrf": flows.csrf_of(page), "email": KNOWN})
@@ -243,6 +257,13 @@ async def test_a_known_user_can_still_sign_in(
 
 
 async def test_a_disabled_user_is_refused(
+    tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_app(unthrottled(tmp_path, smtp_server)) as (app, client):
+        await disabled_user_refused(app, client, smtp_server, caplog)
+
+
+async def disabled_user_refused(
     app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     await flows.sign_in(client, smtp_server, EMAIL)

@@ -154,7 +154,7 @@ def test_several_problems_are_reported_at_once_in_file_order(workdir: Path) -> N
 
 def test_missing_connector_type_points_at_the_item(workdir: Path) -> None:
     assert problems(workdir, VALID.replace("{id: email, type: email_otp}", "{id: email}")) == [
-        "10:5: connectors[0]: missing required key `type`; allowed types: email_otp"
+        "10:5: connectors[0]: missing required key `type`; allowed types: " + TYPES
     ]
 
 

@@ -80,13 +80,18 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds used so far by ``root`` and its live descendants."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (all their threads)."""
     ticks = 0
-    for pid in process_tree(root):
+    for pid in pids:
         if (stat := _read_stat(pid)) is not None:  # fields 14 and 15 of /proc/PID/stat: utime, stime
             ticks += int(stat[11]) + int(stat[12])
     return ticks / CLOCK_TICKS
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds used so far by ``root`` and its live descendants."""
+    return cpu_seconds(process_tree(root))
 
 
 def _identities(pids: list[int]) -> set[tuple[int, str]]:
