@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
-from gateway.http import BadForm, read_form
+from gateway.http import NO_STORE, BadForm, read_form
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
@@ -45,7 +47,7 @@ async def authorize(request: Request) -> Response:
         return responses.error(req.redirect_uri, exc, state=req.state, issuer=rt.settings.issuer)
 
 
-def _flatten(items: list[tuple[str, str]]) -> tuple[dict[str, str], str | None]:
+def _flatten(items: list[tuple[str, Any]]) -> tuple[dict[str, str], str | None]:
     """Every parameter's first value, and the first name that is repeated (RFC 6749 3.1 forbids it).
 
     All parameters are kept even past a repeated one, so the error still goes to a trusted
@@ -92,7 +94,7 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         login_hint=req.login_hint,
     )
     await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
-    response = RedirectResponse(f"/signin/{signin.id}", status_code=303, headers={"Cache-Control": "no-store"})
+    response = RedirectResponse(f"/signin/{signin.id}", status_code=303, headers=NO_STORE)
     if new_browser:
         rt.browser.set_cookie(response, browser_id)
     return response

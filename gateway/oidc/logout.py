@@ -17,6 +17,10 @@ from gateway.runtime import Runtime
 from gateway.tokens.jwt import InvalidToken
 
 
+def _refused(request: Request, detail: str) -> Response:
+    return error_page(request, "Invalid logout request", detail, status=400)
+
+
 async def logout(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     if request.method == "POST":
@@ -36,21 +40,19 @@ async def logout(request: Request) -> Response:
         try:
             claims = rt.keys.verify(hint)
         except InvalidToken:
-            return error_page(request, "Invalid logout request", "The id_token_hint is not valid.", status=400)
+            return _refused(request, "The id_token_hint is not valid.")
         audience = claims.get("aud")
         if claims.get("iss") != rt.settings.issuer or not isinstance(audience, str):
-            return error_page(request, "Invalid logout request", "The id_token_hint is not valid.", status=400)
+            return _refused(request, "The id_token_hint is not valid.")
         if client_id is not None and client_id != audience:
-            return error_page(request, "Invalid logout request", "client_id does not match the id_token_hint.",
-                              status=400)
+            return _refused(request, "client_id does not match the id_token_hint.")
         client_id = audience
 
     target = params.get("post_logout_redirect_uri")
     if target is not None:
         app = rt.settings.client(client_id) if client_id else None
         if app is None or app.oidc is None or target not in app.oidc.post_logout_redirect_uris:
-            return error_page(request, "Invalid logout request",
-                              "The post_logout_redirect_uri is not registered for this application.", status=400)
+            return _refused(request, "The post_logout_redirect_uri is not registered for this application.")
         response: Response = redirect_with(target, {"state": params.get("state")})
     else:
         response = render(request, "logged_out.html", {})

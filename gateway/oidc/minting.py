@@ -41,15 +41,17 @@ async def mint(
     now = rt.now()
     sub = pairwise_sub(rt.pairwise_salt, app.id, user["id"])
     claims = user_claims(user, scopes, idp=authn.idp, tenant_id=rt.settings.tenant.id)
+    access_ttl = lifetimes.access_token_seconds
     record = {
-        "client_id": app.oidc.client_id, "app_id": app.id, "user_id": user["id"], "sub": sub, "scopes": scopes,
-        "grant_id": grant_id, "sid": authn.sid, "iat": now, "exp": now + lifetimes.access_token_seconds,
+        "client_id": app.oidc.client_id, "app_id": app.id, "user_id": user["id"], "sub": sub,
+        "scopes": scopes, "grant_id": grant_id, "sid": authn.sid, "iat": now, "exp": now + access_ttl,
         "userinfo": {"sub": sub, **claims},
     }
-    access_token = await bearer.issue(rt.store, bearer.ACCESS, record, lifetimes.access_token_seconds, grant_id)
+    access_token = await bearer.issue(rt.store, bearer.ACCESS, record, access_ttl, grant_id)
     id_claims: dict[str, Any] = {
-        "iss": rt.settings.issuer, "sub": sub, "aud": app.oidc.client_id, "exp": now + lifetimes.id_token_seconds,
-        "iat": now, "auth_time": authn.auth_time, "amr": authn.amr, "acr": authn.acr, "sid": authn.sid,
+        "iss": rt.settings.issuer, "sub": sub, "aud": app.oidc.client_id,
+        "exp": now + lifetimes.id_token_seconds, "iat": now, "auth_time": authn.auth_time,
+        "amr": authn.amr, "acr": authn.acr, "sid": authn.sid,
         "at_hash": at_hash(access_token), **claims,
     }
     if nonce is not None:
@@ -74,5 +76,7 @@ async def mint(
                 "authn": {"user_id": authn.user_id, "sid": authn.sid, "auth_time": authn.auth_time,
                           "amr": authn.amr, "acr": authn.acr, "idp": authn.idp},
             }
-            body["refresh_token"] = await bearer.issue(rt.store, bearer.REFRESH, refresh_record, ttl, grant_id)
+            body["refresh_token"] = await bearer.issue(
+                rt.store, bearer.REFRESH, refresh_record, ttl, grant_id
+            )
     return body

@@ -51,7 +51,8 @@ async def token(request: Request) -> Response:
             raise UnsupportedGrantType(f"grant_type {grant_type} is not supported")
         return json_response(body)
     except InvalidClient as exc:
-        return json_response(exc.body(), exc.status, {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'})
+        challenge = {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'}
+        return json_response(exc.body(), exc.status, challenge)
     except OAuthError as exc:
         return json_response(exc.body(), exc.status)
 

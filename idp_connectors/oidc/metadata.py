@@ -19,12 +19,13 @@ Key lookup (``keys_for``), given the ``alg`` already checked against the allow-l
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
 from idp_connectors.base import ConnectorError
@@ -116,7 +117,8 @@ def _import(member: object) -> VerificationKey | None:
         return None
     public = {k: v for k, v in member.items() if k not in _PRIVATE_MEMBERS and k != "key_ops"}
     try:
-        key = JWKRegistry.import_key(public, kty)
+        with warnings.catch_warnings(action="ignore", category=SecurityWarning):  # small keys: refused below
+            key = JWKRegistry.import_key(public, kty)
     except (JoseError, ValueError, TypeError, KeyError):
         return None
     crv = key.curve_name if isinstance(key, ECKey | OKPKey) else None

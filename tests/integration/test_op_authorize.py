@@ -50,7 +50,8 @@ async def op(tmp_path: Path, smtp_server: SmtpServer) -> AsyncIterator[Op]:
 async def id_claims(op: Op, req: AuthRequest, code: str) -> dict[str, Any]:
     response = await redeem(op, req, code)
     assert response.status_code == 200, response.text
-    return await verify_id_token(op, response.json()["id_token"], client_id=req.client_id, nonce=req.nonce or None)
+    token = response.json()["id_token"]
+    return await verify_id_token(op, token, client_id=req.client_id, nonce=req.nonce or None)
 
 
 async def signed_in(op: Op) -> dict[str, Any]:
@@ -93,7 +94,8 @@ async def test_oidcc_ensure_post_request_succeeds(op: Op) -> None:
 async def test_oidcc_alternate_happy_flow_reordered_parameters_and_reversed_scopes(op: Op) -> None:
     await signed_in(op)
     req = AuthRequest(scope="email profile openid")
-    response = await op.client.get("/oauth2/authorize?" + urlencode(list(reversed(parse_qsl(auth_query(req))))))
+    reordered = urlencode(list(reversed(parse_qsl(auth_query(req)))))
+    response = await op.client.get(f"/oauth2/authorize?{reordered}")
     claims = await id_claims(op, req, assert_code_response(response, req))
     assert claims["email"] == EMAIL and claims["name"] == EMAIL
 
@@ -151,7 +153,9 @@ async def test_oidcc_ensure_registered_redirect_uri_else_error_page_and_nothing_
 
 
 @pytest.mark.parametrize("client_id", ["unknown-app", "", None], ids=["unknown", "empty", "missing"])
-async def test_unknown_or_missing_client_id_gets_error_page_and_nothing_stored(op: Op, client_id: str | None) -> None:
+async def test_unknown_or_missing_client_id_gets_error_page_and_nothing_stored(
+    op: Op, client_id: str | None
+) -> None:
     await signed_in(op)
     before = snapshot(op)
     response = await authorize(op, AuthRequest(), client_id=client_id)
@@ -164,7 +168,8 @@ async def test_unknown_or_missing_client_id_gets_error_page_and_nothing_stored(o
 async def test_repeated_client_id_or_redirect_uri_gets_error_page(op: Op, name: str) -> None:
     req = AuthRequest()
     before = snapshot(op)
-    response = await op.client.get(f"/oauth2/authorize?{auth_query(req)}&{urlencode({name: getattr(req, name)})}")
+    again = urlencode({name: getattr(req, name)})
+    response = await op.client.get(f"/oauth2/authorize?{auth_query(req)}&{again}")
     assert_error_page(response)
     assert_nothing_minted(op, before)
 
@@ -181,7 +186,8 @@ REDIRECTED_ERRORS: dict[str, tuple[dict[str, str | None], str]] = {
                                                   "request_uri_not_supported"),
     "scope_without_openid": ({"scope": "profile email"}, "invalid_scope"),
     "scope_missing": ({"scope": None}, "invalid_scope"),
-    "pkce_missing_for_public_client": ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+    "pkce_missing_for_public_client": ({"code_challenge": None, "code_challenge_method": None},
+                                       "invalid_request"),
     "pkce_plain_refused": ({"code_challenge_method": "plain"}, "invalid_request"),
     "pkce_method_missing_means_plain": ({"code_challenge_method": None}, "invalid_request"),
     "pkce_challenge_malformed": ({"code_challenge": "short"}, "invalid_request"),
@@ -214,8 +220,8 @@ async def test_repeated_parameter_is_invalid_request_wherever_it_appears(op: Op,
     req = AuthRequest()
     repeated = urlencode({"scope": "openid"})
     query = f"{repeated}&{auth_query(req)}" if first else f"{auth_query(req)}&{repeated}"
-    query_result = assert_authorization_error(await op.client.get(f"/oauth2/authorize?{query}"), req, "invalid_request")
-    assert "scope" in query_result["error_description"]
+    response = await op.client.get(f"/oauth2/authorize?{query}")
+    assert "scope" in assert_authorization_error(response, req, "invalid_request")["error_description"]
     assert_nothing_minted(op, before)
 
 
@@ -269,7 +275,8 @@ async def test_max_age_exceeded_forces_a_fresh_sign_in(op: Op, max_age: str, wai
     op.clock.advance(wait)
     before = snapshot(op)
     req = AuthRequest()
-    assert_authorization_error(await authorize(op, req, max_age=max_age, prompt="none"), req, "login_required")
+    silent = await authorize(op, req, max_age=max_age, prompt="none")
+    assert_authorization_error(silent, req, "login_required")
     assert_nothing_minted(op, before)
     op.clock.advance(1)
     path = assert_sent_to_sign_in(await authorize(op, req, max_age=max_age))

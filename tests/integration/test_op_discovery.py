@@ -61,6 +61,10 @@ async def jwks(op: Op) -> dict[str, Any]:
     return keys
 
 
+async def published_keys(op: Op) -> KeySet:
+    return KeySet.import_key_set({"keys": (await jwks(op))["keys"]})
+
+
 async def id_token_for(op: Op, req: AuthRequest, email: str = EMAIL) -> tuple[str, dict[str, Any]]:
     req, code = await sign_in(op, email, req)
     response = await redeem(op, req, code)
@@ -141,12 +145,12 @@ async def test_id_token_carries_the_claims_of_issue_2(op: Op) -> None:
     assert claims["sub"] != claims["oid"]
     digest = hashlib.sha256(body["access_token"].encode()).digest()
     assert claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
-    header = jwt.decode(token, KeySet.import_key_set(await jwks(op)), algorithms=["ES256"]).header
+    header = jwt.decode(token, await published_keys(op), algorithms=["ES256"]).header
     assert header["typ"] == "JWT"
 
 
 async def test_oidcc_idtoken_signature_es256_by_default_rs256_per_app(op: Op) -> None:
-    key_set = KeySet.import_key_set(await jwks(op))
+    key_set = await published_keys(op)
     rsa_kid = next(key.kid for key in key_set.keys if key.as_dict()["alg"] == "RS256")
     demo_token, _ = await id_token_for(op, AuthRequest())
     portal_req = no_pkce("portal", PORTAL_REDIRECT)
@@ -160,11 +164,19 @@ async def test_oidcc_idtoken_signature_es256_by_default_rs256_per_app(op: Op) ->
         jwt.decode(demo_token, key_set, algorithms=["RS256"])
 
 
-async def test_keys_algorithm_rs256_signs_every_app_with_rs256(tmp_path: Path, smtp_server: SmtpServer) -> None:
+async def test_keys_algorithm_rs256_signs_every_app_with_rs256(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
     async with running_op(tmp_path, smtp_server, keys={"algorithm": "RS256"}) as op:
         req, tokens = await signed_in_tokens(op, EMAIL)
         await verify_id_token(op, tokens["id_token"], client_id="demo", nonce=req.nonce, alg="RS256")
         assert "none" not in (await discovery(op))["id_token_signing_alg_values_supported"]
+
+
+async def fresh_demo_claims(op: Op, email: str) -> dict[str, Any]:
+    req, code = await sign_in(op, email, AuthRequest(), prompt="login")
+    token = (await redeem(op, req, code)).json()["id_token"]
+    return await verify_id_token(op, token, client_id="demo", nonce=req.nonce)
 
 
 async def test_pairwise_sub_differs_between_apps_and_is_stable_across_sign_ins(op: Op) -> None:
@@ -179,15 +191,21 @@ async def test_pairwise_sub_differs_between_apps_and_is_stable_across_sign_ins(o
 
     out = await op.client.get("/oauth2/logout")
     assert out.status_code == 200
-    again_req = AuthRequest()
-    again, code = await sign_in(op, EMAIL, again_req, prompt="login")
-    again_claims = await verify_id_token(op, (await redeem(op, again, code)).json()["id_token"], client_id="demo",
-                                         nonce=again.nonce)
+    again_claims = await fresh_demo_claims(op, EMAIL)
     assert (again_claims["sub"], again_claims["oid"]) == (demo_claims["sub"], demo_claims["oid"])
 
-    other_req = AuthRequest()
-    other, code = await sign_in(op, "another.guest@fabrikam.example", other_req, prompt="login")
-    other_claims = await verify_id_token(op, (await redeem(op, other, code)).json()["id_token"], client_id="demo",
-                                         nonce=other.nonce)
+    other_claims = await fresh_demo_claims(op, "another.guest@fabrikam.example")
     assert other_claims["sub"] != demo_claims["sub"]
     assert len(snapshot(op).users) == 2
+
+
+async def test_pairwise_sub_survives_a_restart_on_the_same_store(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    subs = []
+    for _ in range(2):
+        async with running_op(tmp_path, smtp_server) as op:
+            req, tokens = await signed_in_tokens(op, EMAIL)
+            claims = await verify_id_token(op, tokens["id_token"], client_id="demo", nonce=req.nonce)
+            subs.append(claims["sub"])
+    assert subs[0] == subs[1]

@@ -91,10 +91,14 @@ def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
+def unb64(part: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return value
+
+
 def claims_and_header(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     header, payload, _ = token.split(".")
-    decode = lambda part: json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # noqa: E731
-    return decode(payload), decode(header)
+    return unb64(payload), unb64(header)
 
 
 # -- logging out -------------------------------------------------------------------------------------------
@@ -148,7 +152,9 @@ async def test_an_expired_id_token_hint_is_still_accepted(op: Op) -> None:
     {"id_token_hint": "HINT", "state": "s"},
 ], ids=["oidcc-rp-initiated-logout-no-params", "oidcc-rp-initiated-logout-only-state",
         "oidcc-rp-initiated-logout-no-post-logout-redirect-uri", "hint_and_state_without_uri"])
-async def test_without_a_post_logout_uri_the_user_is_logged_out_on_our_page(op: Op, params: dict[str, str]) -> None:
+async def test_without_a_post_logout_uri_the_user_is_logged_out_on_our_page(
+    op: Op, params: dict[str, str]
+) -> None:
     hint = await signed_in_hint(op)
     sent = {k: hint if v == "HINT" else v for k, v in params.items()}
     response = await logout(op, **sent)
@@ -236,7 +242,8 @@ async def test_invalid_id_token_hint_is_refused_without_logout(op: Op, forge: An
 async def test_client_id_that_contradicts_the_hint_is_refused(op: Op) -> None:
     hint = await signed_in_hint(op)
     before = snapshot(op)
-    response = await logout(op, id_token_hint=hint, client_id="portal", post_logout_redirect_uri=PORTAL_POST_LOGOUT)
+    response = await logout(op, id_token_hint=hint, client_id="portal",
+                            post_logout_redirect_uri=PORTAL_POST_LOGOUT)
     await assert_refused_and_still_signed_in(op, response, before)
 
 

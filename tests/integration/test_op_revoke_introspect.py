@@ -63,7 +63,7 @@ async def userinfo_status(op: Op, access_token: str) -> int:
 
 
 async def refresh_status(op: Op, client_id: str, refresh_token: str) -> int:
-    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    data: dict[str, str | None] = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     return (await client_post(op, client_id, data)).status_code
 
 

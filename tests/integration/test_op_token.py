@@ -52,7 +52,8 @@ async def userinfo_status(op: Op, access_token: str) -> int:
 
 
 async def refresh(op: Op, client_id: str, refresh_token: str, **extra: str | None) -> httpx.Response:
-    return await client_post(op, client_id, {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra})
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    return await client_post(op, client_id, data)
 
 
 async def offline_tokens(op: Op) -> tuple[AuthRequest, dict[str, Any]]:
@@ -90,8 +91,9 @@ async def test_code_reuse_is_invalid_grant_and_revokes_the_tokens_of_its_first_u
 async def test_code_redeemed_by_another_client_is_invalid_grant_and_burns_the_code(op: Op) -> None:
     req, code = await sign_in(op, EMAIL)
     before = snapshot(op)
-    stolen = await client_post(op, "portal", {"grant_type": "authorization_code", "code": code,
-                                              "redirect_uri": req.redirect_uri, "code_verifier": req.verifier})
+    data: dict[str, str | None] = {"grant_type": "authorization_code", "code": code,
+                                   "redirect_uri": req.redirect_uri, "code_verifier": req.verifier}
+    stolen = await client_post(op, "portal", data)
     assert_oauth_error(stolen, "invalid_grant")
     assert_oauth_error(await redeem(op, req, code), "invalid_grant")
     assert_nothing_minted(op, before)
@@ -140,7 +142,8 @@ async def test_expired_code_is_invalid_grant(tmp_path: Path, smtp_server: SmtpSe
 # -- client authentication ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("auth", ["basic", "post"], ids=["client_secret_basic", "oidcc-server-client-secret-post"])
+@pytest.mark.parametrize("auth", ["basic", "post"],
+                         ids=["client_secret_basic", "oidcc-server-client-secret-post"])
 async def test_confidential_client_authenticates_and_gets_an_rs256_id_token(op: Op, auth: str) -> None:
     req, code = await sign_in(op, EMAIL, no_pkce("portal", PORTAL_REDIRECT))
     response = await redeem(op, req, code, auth=auth)
@@ -150,14 +153,17 @@ async def test_confidential_client_authenticates_and_gets_an_rs256_id_token(op: 
 
 
 @pytest.mark.parametrize("auth", ["basic", "post"])
-async def test_wrong_secret_is_401_invalid_client_with_www_authenticate_and_keeps_the_code(op: Op, auth: str) -> None:
+async def test_wrong_secret_is_401_invalid_client_with_www_authenticate_and_keeps_the_code(
+    op: Op, auth: str
+) -> None:
     req, code = await sign_in(op, EMAIL, no_pkce("portal", PORTAL_REDIRECT))
     before = snapshot(op)
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": req.redirect_uri}
     if auth == "basic":
         response = await op.client.post("/oauth2/token", data=data, auth=("portal", PORTAL_SECRET + "x"))
     else:
-        response = await op.client.post("/oauth2/token", data={**data, "client_id": "portal", "client_secret": "x" * 30})
+        wrong = {**data, "client_id": "portal", "client_secret": "x" * 30}
+        response = await op.client.post("/oauth2/token", data=wrong)
     assert_oauth_error(response, "invalid_client", 401)
     assert response.headers["www-authenticate"].startswith("Basic")
     assert_nothing_minted(op, before)
@@ -188,7 +194,8 @@ async def test_public_client_presenting_a_secret_is_invalid_client(op: Op, how: 
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": req.redirect_uri,
             "code_verifier": req.verifier}
     if how == "post":
-        response = await op.client.post("/oauth2/token", data={**data, "client_id": "demo", "client_secret": "s" * 20})
+        with_secret = {**data, "client_id": "demo", "client_secret": "s" * 20}
+        response = await op.client.post("/oauth2/token", data=with_secret)
     else:
         response = await op.client.post("/oauth2/token", data=data, auth=("demo", "s" * 20))
     assert_oauth_error(response, "invalid_client", 401)
@@ -197,8 +204,9 @@ async def test_public_client_presenting_a_secret_is_invalid_client(op: Op, how: 
 
 async def test_client_registered_for_basic_cannot_use_client_secret_post(op: Op) -> None:
     before = snapshot(op)
-    response = await client_post(op, "strict", {"grant_type": "authorization_code", "code": "c" * 43,
-                                                "redirect_uri": "https://strict.example/callback"}, auth="post")
+    data: dict[str, str | None] = {"grant_type": "authorization_code", "code": "c" * 43,
+                                   "redirect_uri": "https://strict.example/callback"}
+    response = await client_post(op, "strict", data, auth="post")
     assert_oauth_error(response, "invalid_client", 401)
     assert_nothing_minted(op, before)
 
@@ -281,7 +289,8 @@ async def test_refresh_scope_can_be_narrowed_and_the_grant_keeps_its_scope(op: O
     assert body["scope"] == "openid offline_access"
     claims = await verify_id_token(op, body["id_token"], client_id="demo", nonce=None)
     assert "email" not in claims and "name" not in claims
-    info = await op.client.get("/oauth2/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    info = await op.client.get("/oauth2/userinfo", headers=bearer)
     assert "email" not in info.json()
     full = await refresh(op, "demo", body["refresh_token"])
     assert full.json()["scope"] == OFFLINE
@@ -296,10 +305,29 @@ async def test_refresh_scope_widening_is_invalid_scope_and_changes_nothing(op: O
     assert (await refresh(op, "demo", tokens["refresh_token"])).status_code == 200
 
 
-@pytest.mark.parametrize(("value", "error"), [(None, "invalid_request"), ("gwrt_" + "A" * 43, "invalid_grant"),
-                                              ("not-a-token", "invalid_grant")])
+@pytest.mark.parametrize(("value", "error"), [
+    (None, "invalid_request"), ("gwrt_" + "A" * 43, "invalid_grant"), ("not-a-token", "invalid_grant"),
+])
 async def test_missing_or_unknown_refresh_token(op: Op, value: str | None, error: str) -> None:
     before = snapshot(op)
     response = await client_post(op, "demo", {"grant_type": "refresh_token", "refresh_token": value})
     assert_oauth_error(response, error)
     assert_nothing_minted(op, before)
+
+
+async def test_concurrent_code_redemptions_leave_no_live_token(op: Op) -> None:
+    req, code = await sign_in(op, EMAIL, AuthRequest(scope=OFFLINE))
+    responses = await asyncio.gather(*(redeem(op, req, code) for _ in range(2)))
+    assert sorted(r.status_code for r in responses) == [200, 400]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    assert await userinfo_status(op, winner["access_token"]) == 401
+    assert snapshot(op).count("access") == snapshot(op).count("refresh") == 0
+
+
+async def test_concurrent_refresh_with_one_token_leaves_no_live_family(op: Op) -> None:
+    _, tokens = await offline_tokens(op)
+    responses = await asyncio.gather(*(refresh(op, "demo", tokens["refresh_token"]) for _ in range(2)))
+    assert sorted(r.status_code for r in responses) == [200, 400]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    assert_oauth_error(await refresh(op, "demo", winner["refresh_token"]), "invalid_grant")
+    assert await userinfo_status(op, winner["access_token"]) == 401

@@ -58,13 +58,17 @@ def assert_bare_challenge(response: httpx.Response) -> None:
     assert response.content == b""
 
 
-async def tokens_and_claims(op: Op, scope: str = "openid profile email") -> tuple[dict[str, Any], dict[str, Any]]:
+async def tokens_and_claims(
+    op: Op, scope: str = "openid profile email"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     req, tokens = await signed_in_tokens(op, EMAIL, AuthRequest(scope=scope))
     return tokens, await verify_id_token(op, tokens["id_token"], client_id="demo", nonce=req.nonce)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"], ids=["oidcc-userinfo-get", "oidcc-userinfo-post-header"])
-async def test_userinfo_with_bearer_header_returns_claims_whose_sub_matches_the_id_token(op: Op, method: str) -> None:
+async def test_userinfo_with_bearer_header_returns_claims_whose_sub_matches_the_id_token(
+    op: Op, method: str
+) -> None:
     tokens, claims = await tokens_and_claims(op)
     response = await op.client.request(method, "/oauth2/userinfo", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200, response.text
@@ -145,7 +149,8 @@ async def test_forged_tokens_are_401_invalid_token(op: Op) -> None:
 
 async def test_expired_token_is_401_invalid_token(op: Op) -> None:
     tokens, _ = await tokens_and_claims(op)
-    assert (await op.client.get("/oauth2/userinfo", headers=bearer(tokens["access_token"]))).status_code == 200
+    live = await op.client.get("/oauth2/userinfo", headers=bearer(tokens["access_token"]))
+    assert live.status_code == 200
     op.clock.advance(3600)
     assert_invalid_token(await op.client.get("/oauth2/userinfo", headers=bearer(tokens["access_token"])))
 

@@ -270,10 +270,6 @@ async def test_an_oversize_body_is_refused(
     await assert_unchanged(app, before, smtp_server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/http.py read_form bounds Content-Length only; a chunked body is parsed unbounded",
-)
 async def test_an_oversize_chunked_body_is_refused(
     app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer, signin: str
 ) -> None:
@@ -297,3 +293,17 @@ async def test_a_typed_address_is_echoed_escaped(client: httpx.AsyncClient, sign
     response = await flows.submit_email(client, signin, '"><script>alert(1)</script>')
     assert response.status_code == 400
     assert "<script>" not in response.text and "&lt;script&gt;" in response.text
+
+
+async def test_a_new_sign_in_replaces_the_browsers_session(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    settings = make_settings(tmp_path, smtp_server, passcode={"resend_interval_seconds": 0})
+    async with running_app(settings) as (app, client):
+        await flows.sign_in(client, smtp_server, "first@fabrikam.example")
+        old = client.cookies["gw_session"]
+        again = flows.AuthRequest(extra={"prompt": "login"})
+        await flows.sign_in(client, smtp_server, "second@fabrikam.example", again)
+        assert client.cookies["gw_session"] != old  # a fresh cookie value: no session fixation
+        assert snapshot(app).count("session") == 1  # the old session record is gone
+        client.cookies.set("gw_session", old, domain="127.0.0.1", path="/")
+        replay = await client.get(f"/oauth2/authorize?{flows.AuthRequest().query()}")
+        assert replay.headers["location"].startswith("/signin/")

@@ -206,6 +206,7 @@ async def test_an_expired_passcode_fails(tmp_path: Path, smtp_server: SmtpServer
     settings = make_settings(tmp_path, smtp_server, passcode={"validity_seconds": 1})
     async with running_app(settings) as (app, client):
         path, code = await begin(client, smtp_server)
+        assert "It works for 1 second." in (await client.get(f"{path}/passcode")).text
         await asyncio.sleep(1.2)
         response = await flows.submit_passcode(client, path, code)
         assert response.status_code == 400
@@ -261,4 +262,37 @@ async def test_an_invalid_address_is_refused_without_mail(
     assert smtp_server.messages == []
     state = snapshot(app)
     assert state.count("passcode") == 0 and state.counters == {}
+    assert_nothing_minted(app)
+
+
+async def test_switching_the_address_does_not_reset_the_count(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    settings = make_settings(tmp_path, smtp_server, passcode={"resend_interval_seconds": 0})
+    async with running_app(settings) as (app, client):
+        path, code = await begin(client, smtp_server, "first@fabrikam.example")
+        for _ in range(4):
+            await flows.submit_passcode(client, path, wrong(code))
+        switched = await flows.submit_email(client, path, "second@fabrikam.example")  # "Use another address"
+        assert switched.status_code == 303
+        second = extract_passcode(await smtp_server.wait_for(to="second@fabrikam.example", timeout=10))
+        stopped = await flows.submit_passcode(client, path, wrong(second))
+        assert stopped.status_code == 400 and "this sign-in was stopped" in stopped.text
+        assert_nothing_minted(app)
+
+
+async def test_a_stopped_sign_in_sends_no_more_passcodes(
+    app: Any, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
+    path, code = await begin(client, smtp_server)
+    page = await client.get(f"{path}/passcode")
+    csrf = flows.csrf_of(page)
+    for _ in range(5):
+        await client.post(f"{path}/passcode", data={"csrf": csrf, "passcode": wrong(code)})
+    later = [("resend", {"csrf": csrf}), ("email", {"csrf": csrf, "email": "other@fabrikam.example"})]
+    for action, data in later:
+        response = await client.post(f"{path}/{action}", data=data)
+        assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
+    await asyncio.sleep(0.2)
+    assert len(smtp_server.messages) == 1
     assert_nothing_minted(app)

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,131 @@ async def test_two_processes_share_one_file_exactly_once(tmp_path: Path) -> None
     assert values == list(range(1, consumers * codes + 1))  # no lost or doubled increment
     a, b = (report["values"] for report in reports)
     assert min(a) < max(b) and min(b) < max(a)  # the processes really ran at the same time
+
+
+# -- schema 1 -> 2: the mail index -------------------------------------------------------
+
+V1_SCHEMA = """
+CREATE TABLE artefacts (
+    kind TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT,
+    uses INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL,
+    PRIMARY KEY (kind, id)) WITHOUT ROWID;
+CREATE INDEX artefacts_grant ON artefacts (grant_id) WHERE grant_id IS NOT NULL;
+CREATE INDEX artefacts_expiry ON artefacts (expires_at);
+CREATE TABLE counters (
+    kind TEXT NOT NULL, id TEXT NOT NULL, value INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (kind, id)) WITHOUT ROWID;
+CREATE INDEX counters_expiry ON counters (expires_at);
+CREATE TABLE users (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE identities (
+    issuer TEXT NOT NULL, issuer_assigned_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (issuer, issuer_assigned_id)) WITHOUT ROWID;
+CREATE INDEX identities_user ON identities (user_id);
+CREATE TABLE signing_keys (seq INTEGER PRIMARY KEY, kid TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (name, value) VALUES ('schema_version', '1');
+"""
+V1_USERS: list[dict[str, Any]] = [
+    {"id": "u-alice", "mail": "Alice@Partner.Example", "otherMails": ["a.home@Home.Example"]},
+    {"id": "u-bob", "mail": "bob@partner.example", "otherMails": ["ALICE@partner.example"]},
+    {"id": "u-nomail", "mail": None, "otherMails": []},
+]
+
+
+def make_v1_database(path: str, users: list[dict[str, Any]]) -> None:
+    """A file as the first release wrote it: schema 1, users and identities, no mail index."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(V1_SCHEMA)
+        for user in users:
+            conn.execute("INSERT INTO users (id, doc) VALUES (?, ?)", (user["id"], json.dumps(user)))
+            conn.execute(
+                "INSERT INTO identities (issuer, issuer_assigned_id, user_id) VALUES (?, ?, ?)",
+                ("https://iss.example", f"sub-{user['id']}", user["id"]),
+            )
+        conn.execute("INSERT INTO artefacts VALUES ('session', 's', '{\"v\":1}', NULL, 0, 4e9)")
+
+
+def schema_state(path: str) -> tuple[str, set[str]]:
+    with closing(sqlite3.connect(path)) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0]
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    return str(version), names
+
+
+async def test_migrate_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:
+    path = str(tmp_path / "v1.db")
+    make_v1_database(path, V1_USERS)
+    version, names = schema_state(path)
+    assert version == "1" and "user_mails" not in names
+    store = SQLiteStore(path)
+    try:
+        await store.migrate()
+        version, names = schema_state(path)
+        assert version == "2"
+        assert {"user_mails", "user_mails_user"} <= names
+        with closing(sqlite3.connect(path)) as conn:
+            rows = sorted(conn.execute("SELECT mail, user_id FROM user_mails"))
+        assert rows == [
+            ("a.home@home.example", "u-alice"),
+            ("alice@partner.example", "u-alice"),
+            ("alice@partner.example", "u-bob"),
+            ("bob@partner.example", "u-bob"),
+        ]
+        assert [u["id"] for u in await store.find_users_by_mail("ALICE@partner.example")] == [
+            "u-alice",
+            "u-bob",
+        ]
+        assert await store.find_users_by_mail("a.home@home.example") == [V1_USERS[0]]
+        assert await store.get("session", "s") == {"v": 1}
+        assert await store.find_user_by_identity("https://iss.example", "sub-u-nomail") == V1_USERS[2]
+
+        await store.migrate()  # idempotent at version 2
+        assert raw_count(path, "user_mails") == 4
+        assert await store.delete_user("u-alice") is True
+        assert await store.create_user({"id": "u-new"}, [("https://iss.example", "sub-u-alice")]) is True
+        assert await store.find_users_by_mail("alice@partner.example") == [V1_USERS[1]]
+    finally:
+        await store.close()
+
+
+async def test_migrate_refuses_a_version_1_user_with_bad_mails_and_changes_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "bad.db")
+    bad = {"id": "u-bad", "mail": "ok@x.example", "otherMails": ["fine@x.example", 7]}
+    make_v1_database(path, [V1_USERS[0], bad])
+    store = SQLiteStore(path)
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"user 'u-bad': user\['otherMails'\]\[1\] must be a non-empty"
+        ):
+            await store.migrate()
+        version, names = schema_state(path)
+        assert version == "1"
+        assert not {name for name in names if name.startswith("user_mails")}  # the DDL was rolled back
+
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(
+                "UPDATE users SET doc = ? WHERE id = 'u-bad'", (json.dumps({**bad, "otherMails": []}),)
+            )
+        await store.migrate()
+        assert schema_state(path)[0] == "2"
+        assert [u["id"] for u in await store.find_users_by_mail("OK@x.example")] == ["u-bad"]
+    finally:
+        await store.close()
+
+
+async def test_directory_rows_follow_create_update_and_delete(sqlite_store: SQLiteStore) -> None:
+    path = sqlite_store.path
+
+    def rows() -> list[tuple[str, str]]:
+        with closing(sqlite3.connect(path)) as conn:
+            return sorted(conn.execute("SELECT mail, user_id FROM user_mails"))
+
+    user = {"id": "u1", "mail": "Mixed@Case.Example", "otherMails": ["mixed@case.example", "Two@X.example"]}
+    assert await sqlite_store.create_user(user, [("iss", "a"), ("iss", "b")])
+    assert rows() == [("mixed@case.example", "u1"), ("two@x.example", "u1")]
+    await sqlite_store.update_user({"id": "u1", "otherMails": ["three@x.example"]})
+    assert rows() == [("three@x.example", "u1")]
+    assert await sqlite_store.delete_user("u1")
+    assert rows() == []
+    assert (raw_count(path, "users"), raw_count(path, "identities")) == (0, 0)

@@ -177,7 +177,9 @@ async def complete_sign_in(op: Op, signin_path: str, email: str) -> httpx.Respon
     return await submit_passcode(op.client, signin_path, extract_passcode(message))
 
 
-async def sign_in(op: Op, email: str, req: AuthRequest | None = None, **changes: str | None) -> tuple[AuthRequest, str]:
+async def sign_in(
+    op: Op, email: str, req: AuthRequest | None = None, **changes: str | None
+) -> tuple[AuthRequest, str]:
     """A whole passcode sign-in as ``email`` (or, when the browser has an SSO session, whoever it
     belongs to, with no page); returns the request and its code."""
     req = req or AuthRequest()
@@ -192,7 +194,9 @@ async def sign_in(op: Op, email: str, req: AuthRequest | None = None, **changes:
 SECRETS = {"portal": PORTAL_SECRET, "strict": STRICT_SECRET}
 
 
-async def redeem(op: Op, req: AuthRequest, code: str, *, auth: str = "basic", **changes: str | None) -> httpx.Response:
+async def redeem(
+    op: Op, req: AuthRequest, code: str, *, auth: str = "basic", **changes: str | None
+) -> httpx.Response:
     """The token request for ``code``; confidential clients authenticate with ``auth`` (basic or post)."""
     data: dict[str, str | None] = {
         "grant_type": "authorization_code", "code": code, "redirect_uri": req.redirect_uri,
@@ -218,7 +222,9 @@ async def client_post(
     return await op.client.post(path, data=body)
 
 
-async def signed_in_tokens(op: Op, email: str, req: AuthRequest | None = None) -> tuple[AuthRequest, dict[str, Any]]:
+async def signed_in_tokens(
+    op: Op, email: str, req: AuthRequest | None = None
+) -> tuple[AuthRequest, dict[str, Any]]:
     req, code = await sign_in(op, email, req)
     response = await redeem(op, req, code)
     assert response.status_code == 200, response.text
