@@ -186,7 +186,7 @@ UPDATE_USER = _script("""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[3] then return -1 end
 local old = tonumber(ARGV[5])
-
+for i = 3, 2 + old do redis.call('SREM', KEYS[i], ARGV[1]) end
 for i = 3 + old, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
