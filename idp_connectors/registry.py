@@ -11,11 +11,13 @@ from pydantic import BaseModel, Field
 
 from idp_connectors.email_otp.config import EmailOtpConfig
 from idp_connectors.facebook.config import FacebookConfig
+from idp_connectors.oidc.config import OidcConfig
 
 REGISTRY: dict[str, type[BaseModel]] = {
     "email_otp": EmailOtpConfig,
     "facebook": FacebookConfig,
+    "oidc": OidcConfig,
 }
 
-AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig
+AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig | OidcConfig
 ConnectorConfig: TypeAlias = Annotated[AnyConnectorConfig, Field(discriminator="type")]

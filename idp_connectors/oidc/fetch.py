@@ -1,9 +1,10 @@
 """Back-channel HTTP for the ``oidc`` connector: one request through the shared client, bounded.
 
 Every call has a total deadline, never follows redirects and reads at most
-``MAX_RESPONSE_BYTES`` of (decoded) body, so a slow or hostile upstream cannot hold a
-worker or exhaust memory. Failures become ``ConnectorError``s whose messages name the
-endpoint's role, never a secret, a token or the upstream's raw body.
+``MAX_RESPONSE_BYTES`` of body, so a slow or hostile upstream cannot hold a worker or
+exhaust memory. It asks for ``identity`` encoding and refuses a compressed answer, so no
+decompression bomb gets past the size cap. Failures become ``ConnectorError``s whose
+messages name the endpoint's role, never a secret, a token or the upstream's raw body.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ async def send(
             async with client.stream(
                 method,
                 url,
-                headers=headers,
+                headers={**(headers or {}), "accept-encoding": "identity"},
                 data=data,
                 timeout=httpx.Timeout(deadline),
                 follow_redirects=False,
@@ -66,8 +67,10 @@ async def send(
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
                     raise ConnectorError(f"the {what} response is too large", code=invalid_code)
+                if response.headers.get("content-encoding", "identity").lower() != "identity":
+                    raise ConnectorError(f"the {what} response is compressed", code=invalid_code)
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise ConnectorError(f"the {what} response is too large", code=invalid_code)

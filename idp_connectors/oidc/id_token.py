@@ -58,6 +58,7 @@ def _registry(algorithms: tuple[str, ...] | None) -> jws.JWSRegistry:
     registry = jws.JWSRegistry(algorithms=algorithms, strict_check_header=False)
     registry.max_header_length = 8 * 1024  # some IdPs put an x5c chain in the header
     registry.max_payload_length = MAX_TOKEN_CHARS
+    registry.max_signature_length = 2048  # room for RSA keys up to 8192 bits
     return registry
 
 

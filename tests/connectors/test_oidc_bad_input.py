@@ -16,11 +16,11 @@ import httpx
 import pytest
 import respx
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from idp_connectors.base import BeginRequest, Callback, ConnectorError
 from idp_connectors.oidc.connector import UpstreamError
-from tests.support.oidc_idp import ISSUER, REMOVE, RelyingParty, b64url
+from tests.support.oidc_idp import ISSUER, REMOVE, IdpClient, RelyingParty, b64url
 
 
 @pytest.fixture
@@ -90,6 +90,17 @@ async def test_oversized_discovery_document_is_refused(rp: RelyingParty) -> None
     assert "too large" in str(caught.value)
 
 
+async def test_compressed_answers_are_refused(rp: RelyingParty) -> None:
+    """We ask for identity encoding, so no decompression can get past the size cap."""
+    rp.routes["discovery"].mock(
+        return_value=httpx.Response(200, content=b"x", headers={"content-encoding": "gzip"})
+    )
+    with pytest.raises(ConnectorError) as caught:
+        await rp.begin()
+    assert caught.value.code == "discovery_invalid"
+    assert rp.routes["discovery"].calls.last.request.headers["accept-encoding"] == "identity"
+
+
 async def test_discovery_failure_is_upstream_unavailable_and_not_cached(rp: RelyingParty) -> None:
     rp.routes["discovery"].mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(ConnectorError) as caught:
@@ -97,6 +108,26 @@ async def test_discovery_failure_is_upstream_unavailable_and_not_cached(rp: Rely
     assert caught.value.code == "upstream_unavailable"
     rp.idp.mount(rp.router)
     assert (await rp.begin()).url.startswith(ISSUER)
+
+
+async def test_public_client_needs_pkce_s256_upstream(router: respx.MockRouter) -> None:
+    rp = RelyingParty(router, clients=[IdpClient(client_secret=None, auth_method="none")])
+    try:
+        doc = {
+            "issuer": ISSUER,
+            "authorization_endpoint": ISSUER + "/authorize",
+            "token_endpoint": ISSUER + "/token",
+            "jwks_uri": ISSUER + "/jwks",
+            "code_challenge_methods_supported": ["plain"],
+        }
+        rp.routes["discovery"].mock(return_value=httpx.Response(200, json=doc))
+        with pytest.raises(ConnectorError) as caught:
+            await rp.begin()
+        assert caught.value.code == "pkce_unsupported"
+        rp.configure(token_endpoint_auth_method="client_secret_basic", client_secret="x")
+        assert (await rp.begin()).url  # a confidential client still goes (PKCE is then defence in depth)
+    finally:
+        await rp.http.aclose()
 
 
 # -- the authorization response ------------------------------------------------------------------
@@ -354,7 +385,9 @@ async def test_critical_header_extension_is_refused(rp: RelyingParty) -> None:
     key = rp.idp.keys["RSA"]
     header = {"alg": "RS256", "kid": key.kid, "crit": ["urn:example:ext"], "urn:example:ext": 1}
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(b'{}')}"
-    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+    private = key.private_key
+    assert isinstance(private, rsa.RSAPrivateKey)
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     token = f"{signing_input}.{b64url(signature)}"
     rp.routes["token"].mock(
         return_value=httpx.Response(

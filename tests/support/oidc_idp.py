@@ -533,7 +533,7 @@ class RelyingParty:
         self.config = OidcConfig.model_validate(settings)
         ctx = ConnectorContext(
             state=self.state,
-            mail=_NoMail(),
+            mail=NoMail(),
             keyed_hash=lambda purpose, value: f"{purpose}:{value}",
             tenant_name="Contoso",
             http=self.http,
@@ -563,6 +563,6 @@ class RelyingParty:
         assert self.state.entries == {} and self.state.counters == {}
 
 
-class _NoMail:
+class NoMail:
     def send(self, message: object) -> None:
         raise AssertionError("the oidc connector sends no mail")
