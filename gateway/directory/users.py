@@ -19,7 +19,15 @@ def iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def new_self_service_guest(identity: UpstreamIdentity, tenant_domain: str, now: int) -> dict[str, Any]:
+def identity_object(issuer: str, subject: str) -> dict[str, str]:
+    """A Graph ``objectIdentity`` for an identity issued by an outside issuer."""
+    return {"signInType": "federated", "issuer": issuer, "issuerAssignedId": subject}
+
+
+def new_self_service_guest(
+    identity: UpstreamIdentity, issuer: str, tenant_domain: str, now: int
+) -> dict[str, Any]:
+    """The guest a sign-up user flow creates; ``issuer`` is the directory label (``directory_issuer``)."""
     assert identity.email is not None
     return {
         "id": str(uuid.uuid4()),
@@ -32,27 +40,21 @@ def new_self_service_guest(identity: UpstreamIdentity, tenant_domain: str, now: 
         "mail": identity.email,
         "otherMails": [],
         "userPrincipalName": guest_upn(identity.email, tenant_domain),
-        "identities": [
-            {"signInType": "federated", "issuer": identity.issuer, "issuerAssignedId": identity.subject}
-        ],
+        "identities": [identity_object(issuer, identity.subject)],
         "externalUserState": None,
         "externalUserStateChangeDateTime": None,
         "createdDateTime": iso(now),
     }
 
 
-async def find_for_identity(store: DirectoryStore, identity: UpstreamIdentity) -> dict[str, Any] | None:
-    return await store.find_user_by_identity(identity.issuer, identity.subject)
-
-
 async def sign_up(
-    store: DirectoryStore, identity: UpstreamIdentity, tenant_domain: str, now: int
+    store: DirectoryStore, identity: UpstreamIdentity, issuer: str, tenant_domain: str, now: int
 ) -> dict[str, Any]:
     """Create the guest; if a concurrent sign-up created it first, return that one."""
-    user = new_self_service_guest(identity, tenant_domain, now)
-    if await store.create_user(user, [(identity.issuer, identity.subject)]):
+    user = new_self_service_guest(identity, issuer, tenant_domain, now)
+    if await store.create_user(user, [(issuer, identity.subject)]):
         return user
-    existing = await find_for_identity(store, identity)
+    existing = await store.find_user_by_identity(issuer, identity.subject)
     if existing is None:
         raise RuntimeError("the identity is taken but its user cannot be found")
     return existing

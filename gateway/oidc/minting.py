@@ -7,8 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.oidc import bearer
+from gateway.oidc import bearer, grants
 from gateway.oidc.claims import pairwise_sub, user_claims
+from gateway.oidc.errors import InvalidGrant
 from gateway.runtime import Runtime
 from gateway.settings.models import Application
 
@@ -79,4 +80,8 @@ async def mint(
             body["refresh_token"] = await bearer.issue(
                 rt.store, bearer.REFRESH, refresh_record, ttl, grant_id
             )
+    if await grants.is_revoked(rt.store, grant_id):
+        # The family was revoked while these tokens were written (a concurrent replay).
+        await rt.store.revoke_grant(grant_id)
+        raise InvalidGrant("the grant was revoked")
     return body

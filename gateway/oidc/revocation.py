@@ -3,7 +3,8 @@
 Revoking a refresh token revokes its whole grant (access tokens included, RFC 7009 2.1);
 revoking an access token removes that token. A token of another client, or an unknown one,
 is answered 200 with no effect (RFC 7009 2.2), so the endpoint is no token oracle.
-Introspection is for confidential clients and only reports their own tokens as active.
+Introspection is for confidential clients and only reports their own live tokens as active
+(a rotated refresh token is not). Revoking a family goes through ``grants.revoke``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.http import NO_STORE, BadForm, json_response, read_form, single_values
-from gateway.oidc import bearer
+from gateway.oidc import bearer, grants
 from gateway.oidc.client_auth import authenticate_client
 from gateway.oidc.errors import InvalidClient, InvalidRequest, OAuthError
 from gateway.runtime import Runtime
@@ -53,7 +54,7 @@ async def revoke(request: Request) -> Response:
         await bearer.delete_access(rt.store, token)
     refresh = await bearer.find_refresh(rt.store, token)
     if refresh is not None and refresh["client_id"] == app.oidc.client_id:
-        await rt.store.revoke_grant(refresh["grant_id"])
+        await grants.revoke(rt.store, refresh["grant_id"])
     return Response(status_code=200, headers=NO_STORE)
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.http import BadForm, json_response, read_form, single_values
-from gateway.oidc import bearer, codes
+from gateway.oidc import bearer, codes, grants
 from gateway.oidc.client_auth import authenticate_client
 from gateway.oidc.errors import (
     InvalidClient,
@@ -81,10 +81,10 @@ async def _authorization_code(rt: Runtime, app: Application, params: dict[str, s
     grant, first = redeemed
     if not first:
         # RFC 6749 4.1.2: a reused code revokes every token issued from it.
-        await rt.store.revoke_grant(grant.grant_id)
+        await grants.revoke(rt.store, grant.grant_id)
         raise InvalidGrant("the code was already used")
     if grant.client_id != app.oidc.client_id:
-        await rt.store.revoke_grant(grant.grant_id)
+        await grants.revoke(rt.store, grant.grant_id)
         raise InvalidGrant("the code was issued to another client")
     if grant.redirect_uri != redirect_uri:
         raise InvalidGrant("redirect_uri does not match the authorization request")
@@ -128,10 +128,10 @@ async def _refresh_token(rt: Runtime, app: Application, params: dict[str, str]) 
     record = found.payload
     if not found.first or record.get("rotated"):
         # Rotation reuse detection (RFC 9700 4.14.2): the whole family is revoked.
-        await rt.store.revoke_grant(record["grant_id"])
+        await grants.revoke(rt.store, record["grant_id"])
         raise InvalidGrant("the refresh token was already used; its grant is revoked")
     if record["client_id"] != app.oidc.client_id:
-        await rt.store.revoke_grant(record["grant_id"])
+        await grants.revoke(rt.store, record["grant_id"])
         raise InvalidGrant("the refresh token was issued to another client")
     now = rt.now()
     if record["exp"] <= now:

@@ -1,65 +1,144 @@
-"""The end of a sign-in: directory lookup or self-service sign-up, SSO session, code to the client."""
+"""The end of a sign-in: find or link or sign up the user, start the SSO session, send a code to the client.
+
+Users are found by their (issuer, subject) identity. An unknown identity whose email already
+belongs to a user is linked only as ``gateway.policy.linking`` allows; otherwise it may sign up
+through the app's user flow, or is refused. Nothing is written on a refusal.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import audit
 from gateway.directory import users
+from gateway.directory.identities import directory_issuer, idp_claim
 from gateway.oidc.authorize import respond_with_code
 from gateway.oidc.claims import ACR_SINGLE_FACTOR
 from gateway.pages import error_page
+from gateway.policy.linking import decide_link
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
 from gateway.signin import transaction
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
+PASSCODE_TYPES = frozenset({"email_otp"})
+
+
+class Refusal(Exception):
+    def __init__(self, reason: str, message: str, user_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.user_id = reason, message, user_id
+
 
 async def complete_signin(
     rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity
 ) -> Response:
-    app = rt.settings.application(signin.app_id)
     now = rt.now()
+    connector_type = rt.connector_types[identity.connector_id]
     decisions = [audit.decision("authentication", "passed", "upstream_identity_verified")]
-    user = await users.find_for_identity(rt.store, identity)
-    if user is not None:
-        decisions.append(audit.decision("directory", "found", "existing_user"))
-        if not user.get("accountEnabled", True):
-            decisions.append(audit.decision("directory", "refused", "account_disabled"))
-            return await _refuse(rt, request, signin, identity, decisions, "account_disabled",
-                                 "Your account in this organisation is disabled.", user_id=user["id"])
-    else:
-        signup = self_service_sign_up(rt.settings, app, identity.connector_id) if app else None
-        if signup is None or not signup.allowed:
-            reason = signup.reason if signup else "unknown_application"
-            decisions.append(audit.decision("directory", "refused", reason))
-            return await _refuse(rt, request, signin, identity, decisions, reason,
-                                 f"{identity.email} has no access to this application.")
-        user = await users.sign_up(rt.store, identity, rt.settings.tenant.domain, now)
-        decisions.append(audit.decision("directory", "created", signup.reason))
+    try:
+        user = await _resolve_user(rt, signin, identity, connector_type, now, decisions)
+    except Refusal as refusal:
+        decisions.append(audit.decision("directory", "refused", refusal.reason))
+        await transaction.finish(rt.store, signin.id)
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason=refusal.reason,
+            request=request,
+            connector_id=identity.connector_id,
+            user_id=refusal.user_id,
+            decisions=decisions,
+        )
+        return error_page(request, "You can't sign in here", refusal.message, status=403)
 
     lifetime = rt.settings.tokens.session_seconds
     await rt.sessions.forget(request)
     session, token = await rt.sessions.create(
-        user_id=user["id"], auth_time=identity.auth_time or now, lifetime=lifetime, amr=list(identity.amr),
-        acr=ACR_SINGLE_FACTOR, idp=identity.issuer, connector_id=identity.connector_id,
+        user_id=user["id"],
+        auth_time=identity.auth_time or now,
+        lifetime=lifetime,
+        # Upstream amr/acr are untrusted until cross-tenant trust says otherwise: a passcode is
+        # `otp` (RFC 8176); any other upstream is recorded as a federated sign-in.
+        amr=["otp"] if connector_type in PASSCODE_TYPES else ["fed"],
+        acr=ACR_SINGLE_FACTOR,
+        idp=idp_claim(identity, connector_type),
+        connector_id=identity.connector_id,
     )
     await transaction.finish(rt.store, signin.id)
     decisions.append(audit.decision("session", "created", "sso_session_started"))
-    audit.signin_succeeded(rt, signin.app_id, user_id=user["id"], connector_id=identity.connector_id,
-                           request=request, decisions=decisions)
+    audit.signin_succeeded(
+        rt,
+        signin.app_id,
+        user_id=user["id"],
+        connector_id=identity.connector_id,
+        request=request,
+        decisions=decisions,
+    )
     response = await respond_with_code(rt, request, signin, session, fresh=True)
     rt.sessions.attach(response, token, lifetime)
     return response
 
 
-async def _refuse(
-    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity,
-    decisions: list[dict[str, str]], reason: str, message: str, *, user_id: str | None = None,
-) -> Response:
-    await transaction.finish(rt.store, signin.id)
-    audit.signin_failed(rt, signin.app_id, reason=reason, request=request, connector_id=identity.connector_id,
-                        user_id=user_id, decisions=decisions)
-    return error_page(request, "You can't sign in here", message, status=403)
+async def _resolve_user(
+    rt: Runtime,
+    signin: SignIn,
+    identity: UpstreamIdentity,
+    connector_type: str,
+    now: int,
+    decisions: list[dict[str, str]],
+) -> dict[str, Any]:
+    issuer = directory_issuer(identity, connector_type)
+    user = await rt.store.find_user_by_identity(issuer, identity.subject)
+    if user is not None:
+        decisions.append(audit.decision("directory", "found", "existing_user"))
+        if not user.get("accountEnabled", True):
+            raise Refusal("account_disabled", "Your account in this organisation is disabled.", user["id"])
+        return user
+
+    same_email = await rt.store.find_users_by_mail(identity.email) if identity.email else []
+    link = decide_link(
+        email=identity.email,
+        email_verified=identity.email_verified,
+        connector_trusts_email=bool(
+            getattr(_config(rt, identity.connector_id), "trust_email_for_linking", False)
+        ),
+        users_with_email=same_email,
+    )
+    if link.action == "refuse":
+        raise Refusal(
+            link.reason,
+            f"{identity.email} already belongs to another account in this organisation. "
+            "Sign in the way you did before, or ask its administrator to reset your account.",
+        )
+    if link.action == "link":
+        assert link.user_id is not None
+        linked = await rt.store.add_identity(
+            link.user_id, issuer, identity.subject, users.identity_object(issuer, identity.subject)
+        )
+        target = await rt.store.get_user(link.user_id)
+        if not linked or target is None:
+            raise Refusal("link_conflict", "This account could not be linked. Try again.")
+        decisions.append(audit.decision("directory", "linked", link.reason))
+        if not target.get("accountEnabled", True):
+            raise Refusal("account_disabled", "Your account in this organisation is disabled.", target["id"])
+        return target
+
+    app = rt.settings.application(signin.app_id)
+    signup = self_service_sign_up(rt.settings, app, identity.connector_id) if app else None
+    if signup is None or not signup.allowed:
+        reason = signup.reason if signup else "unknown_application"
+        raise Refusal(reason, f"{identity.email or 'This account'} has no access to this application.")
+    if not identity.email:
+        raise Refusal("upstream_sent_no_email", "Your identity provider did not share an email address.")
+    created = await users.sign_up(rt.store, identity, issuer, rt.settings.tenant.domain, now)
+    decisions.append(audit.decision("directory", "created", signup.reason))
+    return created
+
+
+def _config(rt: Runtime, connector_id: str) -> object:
+    return next((c for c in rt.settings.connectors if c.id == connector_id), None)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway import audit
 from gateway.http import BadForm, read_form, single_values
-from gateway.pages import error_page
+from gateway.pages import error_page, render
 from gateway.runtime import Runtime
 from gateway.signin import transaction
 from gateway.signin.complete import complete_signin
@@ -30,8 +30,16 @@ def callback_url(rt: Runtime, connector_id: str) -> str:
     return f"{rt.settings.issuer}/callback/{connector_id}"
 
 
-async def start_upstream(rt: Runtime, request: Request, signin: SignIn, connector_id: str) -> Response:
-    """Begin the upstream sign-in and redirect the browser to the home IdP."""
+async def start_upstream(
+    rt: Runtime, request: Request, signin: SignIn, connector_id: str, *, via_page: bool = False
+) -> Response:
+    """Begin the upstream sign-in and send the browser to the home IdP.
+
+    ``via_page``: answer with a page that moves on by itself (meta refresh, and a link) instead
+    of a redirect. A redirect that ends a form submission must stay within the page's CSP
+    ``form-action`` sources, and an upstream's authorization endpoint is known only once
+    discovered; a page ends the form navigation, so the next one is free of that rule.
+    """
     connector = rt.connectors[connector_id]
     assert isinstance(connector, RedirectConnector)
     remaining = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
@@ -66,7 +74,32 @@ async def start_upstream(rt: Runtime, request: Request, signin: SignIn, connecto
     )
     signin.connector_id = connector_id
     await transaction.save(rt.store, signin, remaining)
+    if via_page:
+        label = _label(rt, connector_id)
+        return render(request, "signin_redirect.html", {"url": redirect.url, "label": label})
     return RedirectResponse(redirect.url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _label(rt: Runtime, connector_id: str) -> str:
+    config = next(c for c in rt.settings.connectors if c.id == connector_id)
+    return config.display_name or "your organisation's sign-in page"
+
+
+async def upstream_page(request: Request) -> Response:
+    """``GET /signin/{id}/upstream``: where the email and button forms lead when a home IdP was chosen."""
+    rt: Runtime = request.app.state.runtime
+    signin = await transaction.load(rt.store, request.path_params["signin_id"])
+    if signin is None:
+        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+    if not rt.browser.matches(signin.browser, request):
+        return error_page(
+            request, "Wrong browser", "This sign-in was started in another browser.", status=403
+        )
+    if signin.connector_id is None or not isinstance(
+        rt.connectors.get(signin.connector_id), RedirectConnector
+    ):
+        return RedirectResponse(f"/signin/{signin.id}", status_code=303)
+    return await start_upstream(rt, request, signin, signin.connector_id, via_page=True)
 
 
 async def callback(request: Request) -> Response:
@@ -148,4 +181,7 @@ async def callback(request: Request) -> Response:
     return await complete_signin(rt, request, signin, identity)
 
 
-ROUTES = [Route("/callback/{connector_id}", callback, methods=["GET", "POST"])]
+ROUTES = [
+    Route("/callback/{connector_id}", callback, methods=["GET", "POST"]),
+    Route("/signin/{signin_id}/upstream", upstream_page, methods=["GET"]),
+]

@@ -16,9 +16,10 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.http import BadForm, client_ip, read_form
 from gateway.pages import error_page, render
+from gateway.policy.home_realm import Route as RealmRoute
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
-from gateway.signin import transaction
+from gateway.signin import discovery, transaction
 from gateway.signin.complete import complete_signin
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import ConnectorError
@@ -38,6 +39,7 @@ FORM_EXPIRED = "This form is no longer valid. Go back and try again."
 STOPPED = "For your security this sign-in was stopped. Start again from the application."
 IP_LIMITED = "Too many passcodes were requested from your network. Try again later."
 INVALID_EMAIL = "Enter a valid email address."
+NO_ROUTE = "There is no way to sign in to this application with this address. Ask its administrator."
 
 
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
@@ -96,25 +98,59 @@ def _origin(url: str) -> str:
 
 
 def _email_page(
-    rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None, email: str | None = None,
-    status: int = 200, headers: dict[str, str] | None = None,
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    *,
+    error: str | None = None,
+    email: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    return render(request, "signin_email.html", {
-        "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
-        "email": email if email is not None else (signin.email or signin.login_hint or ""), "error": error,
-    }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
+    return render(
+        request,
+        "signin_email.html",
+        {
+            "signin": signin,
+            "csrf": _csrf(rt, request, signin),
+            "app_name": _app_name(rt, signin),
+            "email": email if email is not None else (signin.email or signin.login_hint or ""),
+            "error": error,
+            "buttons": discovery.buttons(rt, signin),
+        },
+        status=status,
+        headers=headers,
+        form_action=_origin(signin.redirect_uri),
+    )
 
 
 def _passcode_page(
-    rt: Runtime, request: Request, signin: SignIn, *, error: str | None = None, notice: str | None = None,
-    status: int = 200, headers: dict[str, str] | None = None,
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     policy = rt.settings.passcode
-    return render(request, "signin_passcode.html", {
-        "signin": signin, "csrf": _csrf(rt, request, signin), "app_name": _app_name(rt, signin),
-        "length": policy.length, "validity": describe_duration(policy.validity_seconds),
-        "error": error, "notice": notice,
-    }, status=status, headers=headers, form_action=_origin(signin.redirect_uri))
+    return render(
+        request,
+        "signin_passcode.html",
+        {
+            "signin": signin,
+            "csrf": _csrf(rt, request, signin),
+            "app_name": _app_name(rt, signin),
+            "length": policy.length,
+            "validity": describe_duration(policy.validity_seconds),
+            "error": error,
+            "notice": notice,
+        },
+        status=status,
+        headers=headers,
+        form_action=_origin(signin.redirect_uri),
+    )
 
 
 async def email_page(request: Request) -> Response:
@@ -122,6 +158,9 @@ async def email_page(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
+    hinted = discovery.route_for_hints(rt, signin)
+    if hinted is not None and hinted.connector_id and discovery.is_upstream(rt, hinted.connector_id):
+        return await discovery.go_upstream(rt, request, signin, hinted)
     return _email_page(rt, request, signin)
 
 
@@ -135,8 +174,29 @@ async def submit_email(request: Request) -> Response:
         email = normalise_email(raw)
     except ConnectorError:
         return _email_page(rt, request, signin, error=INVALID_EMAIL, email=raw[:320], status=400)
-    signin.email, signin.connector_id = email, rt.email_otp.config.id
+    route = discovery.route_for_email(rt, signin, email)
+    if route.connector_id is None:
+        discovery.refuse_route(rt, request, signin, route)
+        return _email_page(rt, request, signin, error=NO_ROUTE, email=email, status=403)
+    signin.email = email
+    if discovery.is_upstream(rt, route.connector_id):
+        return await discovery.choose_upstream(rt, signin, route)
+    signin.connector_id = route.connector_id
     return await _send(rt, request, signin, page=_email_page)
+
+
+async def choose_idp(request: Request) -> Response:
+    """A button on the email page: sign in at that identity provider."""
+    loaded = await _load_post(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin, form = loaded
+    chosen = form.get("connector", "")
+    if chosen not in {b.connector_id for b in discovery.buttons(rt, signin)}:
+        return error_page(
+            request, "Unknown identity provider", "Choose one of the offered sign-in options.", status=400
+        )
+    return await discovery.choose_upstream(rt, signin, RealmRoute(chosen, "button"))
 
 
 async def resend(request: Request) -> Response:
@@ -160,8 +220,14 @@ async def _send(
     limit = rt.settings.limits.passcode_sends_per_ip_per_hour
     counter = await rt.store.incr("ip-passcode-sends", rt.box.keyed_hash("ip", client_ip(request)), 3600)
     if counter.value > limit:
-        return page(rt, request, signin, error=IP_LIMITED, status=429,
-                    headers={"Retry-After": str(max(counter.expires_in, 1))})
+        return page(
+            rt,
+            request,
+            signin,
+            error=IP_LIMITED,
+            status=429,
+            headers={"Retry-After": str(max(counter.expires_in, 1))},
+        )
     known = await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
     deliver = known or _may_sign_up(rt, signin)
     try:
@@ -213,8 +279,13 @@ async def submit_passcode(request: Request) -> Response:
             decisions.append(audit.decision("signin", "stopped", "too_many_attempts"))
         known = await rt.store.find_user_by_identity(ISSUER, signin.email)
         audit.signin_failed(
-            rt, signin.app_id, reason=exc.code, request=request, connector_id=signin.connector_id,
-            user_id=known["id"] if known else None, decisions=decisions,
+            rt,
+            signin.app_id,
+            reason=exc.code,
+            request=request,
+            connector_id=signin.connector_id,
+            user_id=known["id"] if known else None,
+            decisions=decisions,
         )
         if stopped:
             await transaction.finish(rt.store, signin.id)
@@ -235,4 +306,5 @@ ROUTES = [
     Route("/signin/{signin_id}/passcode", passcode_page, methods=["GET"]),
     Route("/signin/{signin_id}/passcode", submit_passcode, methods=["POST"]),
     Route("/signin/{signin_id}/resend", resend, methods=["POST"]),
+    Route("/signin/{signin_id}/idp", choose_idp, methods=["POST"]),
 ]

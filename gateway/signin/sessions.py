@@ -55,7 +55,14 @@ class Sessions:
         return session if session.expires_at > now else None
 
     async def create(
-        self, *, user_id: str, auth_time: int, lifetime: int, amr: list[str], acr: str, idp: str,
+        self,
+        *,
+        user_id: str,
+        auth_time: int,
+        lifetime: int,
+        amr: list[str],
+        acr: str,
+        idp: str,
         connector_id: str,
     ) -> tuple[SsoSession, str]:
         """Store a new session; returns it and the cookie value to ``attach``."""
@@ -75,7 +82,12 @@ class Sessions:
 
     def attach(self, response: Response, token: str, lifetime: int) -> None:
         response.set_cookie(
-            self.cookie_name, token, max_age=lifetime, path="/", secure=self.secure, httponly=True,
+            self.cookie_name,
+            token,
+            max_age=lifetime,
+            path="/",
+            secure=self.secure,
+            httponly=True,
             samesite="lax",
         )
 

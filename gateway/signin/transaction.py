@@ -32,6 +32,10 @@ class SignIn:
     login_hint: str | None = None
     email: str | None = None
     connector_id: str | None = None
+    idp_hint: str | None = None
+    domain_hint: str | None = None
+    hints_used: bool = False
+    partner_tenant_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -89,6 +89,16 @@ class DirectoryStore(Protocol):
         """Replace a user object. Its identities index is left as it is; its mail index follows
         the new ``mail``/``otherMails`` (old addresses no longer find it). KeyError when absent."""
 
+    async def add_identity(self, user_id: str, issuer: str, issuer_assigned_id: str, identity: JSON) -> bool:
+        """Atomically link one more identity to an existing user (account linking): claim the
+        ``(issuer, issuer_assigned_id)`` pair in the identities index and append ``identity`` (a
+        Graph ``objectIdentity`` whose ``signInType`` is a non-empty string and whose ``issuer``
+        and ``issuerAssignedId`` equal the pair) to the user's ``identities`` list (created when
+        absent or null). False, and nothing written, when the pair already belongs to any user,
+        this one included. KeyError when there is no such user; ValueError/TypeError for a bad
+        argument or a stored ``identities`` that is not a list; nothing written in either case.
+        ``delete_user`` frees the pair like those given to ``create_user``."""
+
     async def find_users_by_mail(self, mail: str) -> list[JSON]:
         """Every user whose ``mail`` or one of whose ``otherMails`` equals ``mail`` ignoring case
         (addresses are indexed and looked up lower-cased, nothing else is normalised), ordered

@@ -28,8 +28,9 @@ the layout is ready for Redis Cluster: keys that change together share a ``{hash
     HASH kid -> record JSON, ordered by the ZSET ``signing-key-order`` (score from the
     ``signing-key-seq`` counter at first save); ``meta`` HASH name -> value (holds
     ``schema_version``). Scripts get every key they touch in ``KEYS``: ``update_user`` and
-    ``delete_user`` read the user's ``user-mails``/``user-identities`` entries first, then run
-    a script that applies the change only if those entries are unchanged (else they read again).
+    ``delete_user`` read the user's ``user-mails``/``user-identities`` entries first, and
+    ``add_identity`` its document and ``user-identities`` entry, then run a script that applies
+    the change only if what they read is unchanged (else they read again).
 
 Schema versions: 1 had neither the ``user-*`` hashes nor the mail sets; ``migrate`` builds them
 for every stored user (idempotent, so an interrupted upgrade is finished by the next run) and
@@ -56,8 +57,10 @@ from redis.exceptions import NoScriptError
 from gateway.store.base import JSON, Consumed, Counter
 from gateway.store.validate import (
     SCHEMA_VERSION,
+    append_identity,
     check_grant,
     check_identities,
+    check_identity,
     check_key,
     check_mail,
     check_meta_value,
@@ -207,6 +210,20 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 """)
+# KEYS users, identities, user-identities; ARGV user id, user JSON as read, new user JSON,
+# user-identities entry as read ("" = none), new user-identities entry, identity field.
+# -2: no such user, -1: changed since read, 0: pair taken, 1: linked
+ADD_IDENTITY = _script("""
+local doc = redis.call('HGET', KEYS[1], ARGV[1])
+if not doc then return -2 end
+if doc ~= ARGV[2] then return -1 end
+if (redis.call('HGET', KEYS[3], ARGV[1]) or '') ~= ARGV[4] then return -1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[6]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+return 1
+""")
 # KEYS mail set, users -> flat list of user id, user JSON (unordered: Lua compares with strcoll)
 FIND_BY_MAIL = _script("""
 local found = {}
@@ -248,7 +265,7 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 """)
 SCRIPTS = (
     PUT, ADD, GRANT_ADD, GRANT_TAKE, DELETE_IF_GRANT, CONSUME, INCR,
-    CREATE_USER, FIND_USER, UPDATE_USER, DELETE_USER, FIND_BY_MAIL, INDEX_USER,
+    CREATE_USER, FIND_USER, UPDATE_USER, DELETE_USER, ADD_IDENTITY, FIND_BY_MAIL, INDEX_USER,
     SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT,
 )  # fmt: skip
 
@@ -490,6 +507,28 @@ class RedisStore:
                 raise KeyError(f"no user with id {user_id!r}")
             if outcome == 1:
                 return
+
+    async def add_identity(self, user_id: str, issuer: str, issuer_assigned_id: str, identity: JSON) -> bool:
+        check_text("user id", user_id)
+        entry = check_identity(issuer, issuer_assigned_id, identity)
+        field = identity_field(issuer, issuer_assigned_id)
+        keys = [USERS, IDENTITIES, USER_IDENTITIES]
+        while True:  # compare-and-set on the user's document and user-identities entry
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(USERS, user_id)
+            pipe.hget(USER_IDENTITIES, user_id)
+            doc, owned = await pipe.execute()
+            if doc is None:
+                raise KeyError(f"no user with id {user_id!r}")
+            linked = encode("user", append_identity(decode(doc), entry))
+            pairs: list[list[str]] = [] if owned is None else json.loads(owned)
+            now_owned = compact([*pairs, [issuer, issuer_assigned_id]])
+            args = [user_id, doc, linked, owned or "", now_owned, field]
+            outcome = int(await self._eval(ADD_IDENTITY, keys, args))
+            if outcome == -2:
+                raise KeyError(f"no user with id {user_id!r}")
+            if outcome >= 0:
+                return outcome == 1
 
     async def find_users_by_mail(self, mail: str) -> list[JSON]:
         address = check_mail(mail)

@@ -35,8 +35,10 @@ from typing import TypeVar
 from gateway.store.base import JSON, Consumed, Counter
 from gateway.store.validate import (
     SCHEMA_VERSION,
+    append_identity,
     check_grant,
     check_identities,
+    check_identity,
     check_key,
     check_mail,
     check_meta_value,
@@ -410,6 +412,23 @@ class SQLiteStore:
             conn.executemany(INSERT_MAIL, [(mail, user_id) for mail in mails])
 
         await self._write(work)
+
+    async def add_identity(self, user_id: str, issuer: str, issuer_assigned_id: str, identity: JSON) -> bool:
+        check_text("user id", user_id)
+        entry = check_identity(issuer, issuer_assigned_id, identity)
+
+        def work(conn: sqlite3.Connection, now: float) -> bool:
+            row = conn.execute(GET_USER, (user_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no user with id {user_id!r}")
+            doc = encode("user", append_identity(decode(row[0]), entry))
+            if conn.execute(IDENTITY_EXISTS, (issuer, issuer_assigned_id)).fetchone() is not None:
+                return False
+            conn.execute(INSERT_IDENTITY, (issuer, issuer_assigned_id, user_id))
+            conn.execute(UPDATE_USER, (doc, user_id))
+            return True
+
+        return await self._write(work)
 
     async def find_users_by_mail(self, mail: str) -> list[JSON]:
         address = check_mail(mail)

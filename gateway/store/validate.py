@@ -118,6 +118,37 @@ def check_identities(identities: list[tuple[str, str]]) -> list[tuple[str, str]]
     return pairs
 
 
+def check_identity(issuer: str, issuer_assigned_id: str, identity: JSON) -> JSON:
+    """A copy of the Graph ``objectIdentity`` linked under ``(issuer, issuer_assigned_id)``: a JSON
+    object with a non-empty string ``signInType`` whose ``issuer`` and ``issuerAssignedId`` equal
+    the pair's, so that the user document and the identities index never disagree."""
+    check_text("identity issuer", issuer)
+    check_text("identity issuer_assigned_id", issuer_assigned_id)
+    entry = decode(encode("identity", identity))
+    sign_in_type: Any = entry.get("signInType")
+    check_text("identity['signInType']", sign_in_type)
+    if entry.get("issuer") != issuer or entry.get("issuerAssignedId") != issuer_assigned_id:
+        raise ValueError(
+            f"identity {identity!r} does not name the pair ({issuer!r}, {issuer_assigned_id!r}): "
+            "its 'issuer' and 'issuerAssignedId' must equal them"
+        )
+    return entry
+
+
+def append_identity(user: JSON, identity: JSON) -> JSON:
+    """A stored user document with ``identity`` appended to its ``identities`` (a new list when
+    absent or null); TypeError when the stored ``identities`` is not a list."""
+    found: Any = user.get("identities")
+    if found is None:
+        found = []
+    elif not isinstance(found, list):
+        raise TypeError(
+            f"user {user.get('id')!r} has an 'identities' field that is not a list "
+            f"({type(found).__name__}); fix that user's document"
+        )
+    return {**user, "identities": [*found, identity]}
+
+
 def check_signing_key(record: JSON) -> str:
     """The record's ``kid``: a signing-key record must carry a non-empty string ``kid``."""
     if not isinstance(record, dict):

@@ -7,6 +7,10 @@ code verifier, the redirect URI and the time. ``complete`` checks the callback, 
 the code, validates the ID token (``id_token.py``), optionally calls userinfo and maps
 the claims (``claims.py``). Nothing is persisted; discovery and JWKS are cached in memory.
 
+Presets (``google``, ``microsoft``) subclass ``OidcConnector`` with an internal ``OidcConfig``
+and override three hooks: ``accepts_response_issuer`` (RFC 9207), ``expected_issuer`` (the
+``iss`` a signature-checked ID token must carry) and ``identity`` (claims to identity).
+
 Stable error codes (``ConnectorError.code``):
 
 - Callback: ``invalid_state`` (stored state unusable), ``state_mismatch``,
@@ -34,6 +38,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
@@ -216,7 +221,7 @@ class OidcConnector:
         iss = params.get("iss")
         if iss is None and metadata.iss_parameter_supported:
             raise ConnectorError("the authorization response has no `iss` (RFC 9207)", code="iss_missing")
-        if iss is not None and iss != self.config.issuer:
+        if iss is not None and not self.accepts_response_issuer(iss):
             raise ConnectorError(
                 "the authorization response comes from another issuer (RFC 9207 mix-up defence)",
                 code="iss_mismatch",
@@ -331,7 +336,7 @@ class OidcConnector:
         check_claims(
             verified.claims,
             Expected(
-                issuer=config.issuer,
+                issuer=self.expected_issuer(verified.claims),
                 client_id=config.client_id,
                 nonce=pending.nonce,
                 now=self._clock(),
@@ -343,10 +348,30 @@ class OidcConnector:
         userinfo = None
         if config.use_userinfo:
             userinfo = await self._userinfo(metadata, tokens, str(verified.claims["sub"]))
+        return self.identity(verified.claims, userinfo)
+
+    # -- hooks for presets ------------------------------------------------------------------------
+
+    def accepts_response_issuer(self, iss: str) -> bool:
+        """Whether the authorization response's RFC 9207 ``iss`` names this upstream (default: exactly)."""
+        return iss == self.config.issuer
+
+    def expected_issuer(self, claims: Mapping[str, Any]) -> str:
+        """The value a signature-checked ID token's ``iss`` must equal exactly (Core 3.1.3.7 item 2).
+
+        The configured issuer. A preset whose upstream issuer depends on the token (Entra's
+        per-tenant issuer) or has a legacy spelling (Google) overrides this, raising its own
+        ``ConnectorError`` for a token it cannot place; ``check_claims`` then compares.
+        """
+        return self.config.issuer
+
+    def identity(self, claims: Mapping[str, Any], userinfo: Mapping[str, Any] | None) -> UpstreamIdentity:
+        """The validated ID token (and userinfo) claims as an ``UpstreamIdentity`` (the YAML mapping)."""
+        config = self.config
         return to_identity(
             connector_id=config.id,
             issuer=config.issuer,
             mapping=config.claims,
-            id_token=verified.claims,
+            id_token=claims,
             userinfo=userinfo,
         )

@@ -129,7 +129,7 @@ def closed_settings(tmp_path: Path, smtp: SmtpServer, variant: str) -> Settings:
 async def make_known_user(app: Any, client: httpx.AsyncClient, smtp: SmtpServer, variant: str) -> None:
     if variant == "tenant_switch_off":  # created by other means (e.g. an admin); sign-up is off
         identity = UpstreamIdentity(connector_id="email", issuer="mail", subject=KNOWN, email=KNOWN)
-        await sign_up(app.state.runtime.store, identity, "contoso.example", int(time.time()))
+        await sign_up(app.state.runtime.store, identity, "mail", "contoso.example", int(time.time()))
     else:  # signed up through the demo app, whose user flow allows it
         await flows.sign_in(client, smtp, KNOWN)
     smtp.clear()

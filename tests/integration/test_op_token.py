@@ -20,6 +20,7 @@ import pytest
 from tests.support.assertions import (
     PORTAL_REDIRECT,
     PORTAL_SECRET,
+    STRICT_REDIRECT,
     Op,
     assert_nothing_minted,
     assert_oauth_error,
@@ -107,11 +108,16 @@ async def test_code_with_another_redirect_uri_is_invalid_grant(op: Op, redirect_
     assert_nothing_minted(op, before)
 
 
-async def test_code_without_redirect_uri_is_invalid_request(op: Op) -> None:
+@pytest.mark.parametrize("missing", ["redirect_uri", "code"])
+async def test_code_request_without_redirect_uri_or_code_is_invalid_request(op: Op, missing: str) -> None:
     req, code = await sign_in(op, EMAIL)
     before = snapshot(op)
-    assert_oauth_error(await redeem(op, req, code, redirect_uri=None), "invalid_request")
+    data: dict[str, str | None] = {"grant_type": "authorization_code", "code": code,
+                                   "redirect_uri": req.redirect_uri, "code_verifier": req.verifier}
+    data[missing] = None
+    assert_oauth_error(await client_post(op, "demo", data), "invalid_request")
     assert_nothing_minted(op, before)
+    assert (await redeem(op, req, code)).status_code == 200
 
 
 @pytest.mark.parametrize("verifier", [None, pkce_pair()[0], "short", "x" * 129],
@@ -150,6 +156,13 @@ async def test_confidential_client_authenticates_and_gets_an_rs256_id_token(op: 
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     await verify_id_token(op, response.json()["id_token"], client_id="portal", nonce=req.nonce, alg="RS256")
+
+
+async def test_oidcc_ensure_request_with_valid_pkce_succeeds_for_a_require_pkce_client(op: Op) -> None:
+    req, code = await sign_in(op, EMAIL, AuthRequest(client_id="strict", redirect_uri=STRICT_REDIRECT))
+    response = await redeem(op, req, code)
+    assert response.status_code == 200, response.text
+    await verify_id_token(op, response.json()["id_token"], client_id="strict", nonce=req.nonce)
 
 
 @pytest.mark.parametrize("auth", ["basic", "post"])
@@ -316,18 +329,29 @@ async def test_missing_or_unknown_refresh_token(op: Op, value: str | None, error
 
 
 async def test_concurrent_code_redemptions_leave_no_live_token(op: Op) -> None:
+    """A replay racing the genuine redemption: at most one answer has tokens, and they are revoked."""
     req, code = await sign_in(op, EMAIL, AuthRequest(scope=OFFLINE))
-    responses = await asyncio.gather(*(redeem(op, req, code) for _ in range(2)))
-    assert sorted(r.status_code for r in responses) == [200, 400]
-    winner = next(r for r in responses if r.status_code == 200).json()
-    assert await userinfo_status(op, winner["access_token"]) == 401
+    responses = await asyncio.gather(*(redeem(op, req, code) for _ in range(3)))
+    winners = [r.json() for r in responses if r.status_code == 200]
+    assert len(winners) <= 1
+    for response in responses:
+        if response.status_code != 200:
+            assert_oauth_error(response, "invalid_grant")
+    for tokens in winners:
+        assert await userinfo_status(op, tokens["access_token"]) == 401
+        assert_oauth_error(await refresh(op, "demo", tokens["refresh_token"]), "invalid_grant")
     assert snapshot(op).count("access") == snapshot(op).count("refresh") == 0
 
 
 async def test_concurrent_refresh_with_one_token_leaves_no_live_family(op: Op) -> None:
+    """Reuse detection cannot be outrun: whatever the interleaving, the family ends revoked."""
     _, tokens = await offline_tokens(op)
-    responses = await asyncio.gather(*(refresh(op, "demo", tokens["refresh_token"]) for _ in range(2)))
-    assert sorted(r.status_code for r in responses) == [200, 400]
-    winner = next(r for r in responses if r.status_code == 200).json()
-    assert_oauth_error(await refresh(op, "demo", winner["refresh_token"]), "invalid_grant")
-    assert await userinfo_status(op, winner["access_token"]) == 401
+    responses = await asyncio.gather(*(refresh(op, "demo", tokens["refresh_token"]) for _ in range(3)))
+    winners = [r.json() for r in responses if r.status_code == 200]
+    assert len(winners) <= 1
+    assert any(r.status_code == 400 for r in responses)
+    for rotated in winners:
+        assert_oauth_error(await refresh(op, "demo", rotated["refresh_token"]), "invalid_grant")
+        assert await userinfo_status(op, rotated["access_token"]) == 401
+    assert await userinfo_status(op, tokens["access_token"]) == 401
+    assert snapshot(op).count("access") == snapshot(op).count("refresh") == 0

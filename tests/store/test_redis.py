@@ -224,6 +224,59 @@ async def test_delete_user_retries_when_the_index_changed_under_it(
     assert await raw.keys("gw:{dir}:*") == [META]
 
 
+async def test_add_identity_keeps_the_per_user_bookkeeping(redis_store: RedisStore, raw: Any) -> None:
+    link = {"signInType": "federated", "issuer": "google.com", "issuerAssignedId": "g"}
+    assert await redis_store.create_user({"id": "u1", "mail": "a@x.example"}, [("iss", "a")])
+    assert await redis_store.add_identity("u1", "google.com", "g", link) is True
+    assert await raw.hgetall(IDENTITIES) == {'["iss","a"]': "u1", '["google.com","g"]': "u1"}
+    assert await raw.hgetall(USER_IDENTITIES) == {"u1": '[["iss","a"],["google.com","g"]]'}
+    assert json.loads(await raw.hget(USERS, "u1"))["identities"] == [link]
+    assert await redis_store.add_identity("u1", "google.com", "g", link) is False
+    assert await raw.hgetall(USER_IDENTITIES) == {"u1": '[["iss","a"],["google.com","g"]]'}
+    assert await redis_store.delete_user("u1") is True
+    assert await raw.keys("gw:{dir}:*") == [META]
+
+
+async def racing_add_identity(url: str, interfere: Callable[[], Awaitable[Any]]) -> tuple[bool, int]:
+    """``add_identity("u1", "google.com", "g")`` on a client that runs ``interfere`` right after
+    the store read the user; its result and how many compare-and-set conflicts it met."""
+    client = Interfering(aioredis.Redis.from_url(url, decode_responses=True), interfere)
+    racer = RedisStore(cast(Client, client))
+    link = {"signInType": "federated", "issuer": "google.com", "issuerAssignedId": "g"}
+    try:
+        return await racer.add_identity("u1", "google.com", "g", link), client.conflicts
+    finally:
+        await racer.close()
+
+
+async def test_add_identity_retries_when_the_user_changed_under_it(
+    redis_store: RedisStore, fresh_redis_url: str, raw: Any
+) -> None:
+    assert await redis_store.create_user({"id": "u1"}, [("iss", "a")])
+    other = {"signInType": "federated", "issuer": "iss", "issuerAssignedId": "b"}
+
+    async def update_then_link() -> None:
+        await redis_store.update_user({"id": "u1", "displayName": "Renamed"})
+        assert await redis_store.add_identity("u1", "iss", "b", other)
+
+    assert await racing_add_identity(fresh_redis_url, update_then_link) == (True, 1)
+    assert await redis_store.get_user("u1") == {
+        "id": "u1",
+        "displayName": "Renamed",
+        "identities": [other, {"signInType": "federated", "issuer": "google.com", "issuerAssignedId": "g"}],
+    }
+    assert await raw.hget(USER_IDENTITIES, "u1") == '[["iss","a"],["iss","b"],["google.com","g"]]'
+
+
+async def test_add_identity_to_a_user_deleted_under_it_claims_nothing(
+    redis_store: RedisStore, fresh_redis_url: str, raw: Any
+) -> None:
+    assert await redis_store.create_user({"id": "u1"}, [("iss", "a")])
+    with pytest.raises(KeyError, match="u1"):
+        await racing_add_identity(fresh_redis_url, lambda: redis_store.delete_user("u1"))
+    assert await raw.keys("gw:{dir}:*") == [META]
+
+
 # -- schema 1 -> 2 -------------------------------------------------------------------------
 
 V1_USERS = [
