@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: a gateway app on a fresh SQLite store, mail through the real SMTP server."""
+"""Fixtures for integration tests: a gateway on a fresh SQLite store, mail through the real SMTP server."""
 
 from __future__ import annotations
 

@@ -18,12 +18,11 @@ import pytest
 from gateway import cli
 from gateway.cli import main
 from gateway.settings import Settings
+from idp_connectors.registry import REGISTRY
 from tests.settings.test_loader import ROOT, VALID
 
 BROKEN = VALID.replace("issuer:", "issuerr:").replace("type: email_otp", "type: ldap")
 
-from gateway.settings.models import Settings
-from idp_connectors.registry import REGISTRY
 
 TOP_KEYS = ", ".join(f.alias or name for name, f in Settings.model_fields.items())
 TYPES = ", ".join(REGISTRY)

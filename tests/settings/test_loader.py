@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.settings import ConfigError, ConfigProblem, Settings, load_settings, settings_json_schema
+from idp_connectors.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
@@ -38,8 +39,6 @@ user_flows:
 demo: {enabled: true}
 """
 
-from gateway.settings.models import Settings
-from idp_connectors.registry import REGISTRY
 
 TOP_KEYS = ", ".join(f.alias or name for name, f in Settings.model_fields.items())
 TYPES = ", ".join(REGISTRY)

@@ -46,7 +46,10 @@ def make_settings(tmp_path: Path, smtp: Any | None = None, **overrides: Any) -> 
     data["store"] = f"sqlite:///{tmp_path}/gateway.db"
     data["secrets"] = {"key": SECRET}
     if smtp is not None:
-        data["mail"] = {"from": "Contoso <no-reply@contoso.example>", "smtp": {"host": smtp.host, "port": smtp.port}}
+        data["mail"] = {
+            "from": "Contoso <no-reply@contoso.example>",
+            "smtp": {"host": smtp.host, "port": smtp.port},
+        }
     return Settings.model_validate(merge(data, overrides))
 
 
