@@ -23,6 +23,7 @@ from gateway.oidc.userinfo import userinfo
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings.loader import load_settings
 from gateway.settings.models import Settings
+from gateway.signin.federation import ROUTES as FEDERATION_ROUTES
 from gateway.signin.routes import ROUTES as SIGNIN_ROUTES
 
 STATIC = Path(__file__).parent / "static"
@@ -55,6 +56,7 @@ def routes(settings: Settings) -> list[Route | Mount]:
         Route("/healthz/live", healthz, methods=["GET"]),
         Route("/healthz/ready", ready, methods=["GET"]),
         *SIGNIN_ROUTES,
+        *FEDERATION_ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     if settings.demo.enabled:
