@@ -49,7 +49,12 @@ class GoogleHarness:
         self.configure()
 
     def configure(self, **overrides: Any) -> GoogleConnector:
-        settings: dict[str, Any] = {"id": "google", "type": "google", "client_id": CLIENT_ID, "client_secret": SECRET}
+        settings: dict[str, Any] = {
+            "id": "google",
+            "type": "google",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+        }
         if self.idp.issuer != GOOGLE_ISSUER:
             settings["issuer"] = self.idp.issuer
         settings.update(overrides)
@@ -71,7 +76,9 @@ class GoogleHarness:
     async def sign_in(self) -> UpstreamIdentity:
         redirect = await self.connector.begin(BeginRequest(state="st-1", callback_url=CALLBACK))
         target, params = await authorize(self.idp, redirect.url)
-        return await self.connector.complete(Callback(params=params, state=redirect.state, callback_url=target))
+        return await self.connector.complete(
+            Callback(params=params, state=redirect.state, callback_url=target)
+        )
 
     async def refused(self, code: str) -> ConnectorError:
         with pytest.raises(ConnectorError) as caught:
@@ -117,7 +124,9 @@ async def test_sign_in_reports_the_google_identity(google: GoogleHarness) -> Non
     assert google.state.entries == {}
 
 
-async def test_authorization_request_and_token_exchange_use_the_pinned_settings(google: GoogleHarness) -> None:
+async def test_authorization_request_and_token_exchange_use_the_pinned_settings(
+    google: GoogleHarness,
+) -> None:
     params = query(await google.begin_url())
     assert params["scope"] == "openid email profile"
     assert params["client_id"] == CLIENT_ID
@@ -251,7 +260,12 @@ async def test_unverified_email_is_reported_when_not_required(google: GoogleHarn
 
 
 def config_error(**overrides: Any) -> str:
-    settings: dict[str, Any] = {"id": "google", "type": "google", "client_id": CLIENT_ID, "client_secret": SECRET}
+    settings: dict[str, Any] = {
+        "id": "google",
+        "type": "google",
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+    }
     settings.update(overrides)
     for name in [k for k, v in settings.items() if v is REMOVE]:
         del settings[name]

@@ -96,7 +96,9 @@ class EntraHarness:
     async def sign_in(self) -> UpstreamIdentity:
         redirect = await self.connector.begin(BeginRequest(state="st-1", callback_url=CALLBACK))
         target, params = await authorize(self.idp, redirect.url)
-        return await self.connector.complete(Callback(params=params, state=redirect.state, callback_url=target))
+        return await self.connector.complete(
+            Callback(params=params, state=redirect.state, callback_url=target)
+        )
 
     async def refused(self, code: str) -> ConnectorError:
         with pytest.raises(ConnectorError) as caught:
@@ -141,7 +143,7 @@ async def test_work_account_of_an_allowed_tenant_signs_in(entra: EntraHarness) -
     assert identity.email == "alice@fabrikam.example"
     assert identity.email_verified is False  # Entra's email is not verified without xms_edov
     assert identity.name == "Alice Example"
-    assert entra.routes["discovery"].call_count == 1  # https://login.microsoftonline.com/organizations/v2.0/...
+    assert entra.routes["discovery"].call_count == 1  # .../organizations/v2.0/.well-known/...
     assert entra.state.entries == {}
 
 
@@ -230,9 +232,16 @@ async def test_callback_iss_of_an_allowed_tenant_is_accepted(entra: EntraHarness
 
 @pytest.mark.parametrize(
     "iss",
-    [f"{GLOBAL}/{TENANT_C}/v2.0", f"{GLOBAL}/{{tenantid}}/v2.0", f"{GLOBAL}/{CONSUMER_TENANT_ID}/v2.0", GLOBAL],
+    [
+        f"{GLOBAL}/{TENANT_C}/v2.0",
+        f"{GLOBAL}/{{tenantid}}/v2.0",
+        f"{GLOBAL}/{CONSUMER_TENANT_ID}/v2.0",
+        GLOBAL,
+    ],
 )
-async def test_callback_iss_of_another_tenant_is_refused_before_redeeming(entra: EntraHarness, iss: str) -> None:
+async def test_callback_iss_of_another_tenant_is_refused_before_redeeming(
+    entra: EntraHarness, iss: str
+) -> None:
     entra.idp.knobs.send_iss = True
     entra.idp.knobs.response_iss = iss
     await entra.refused("iss_mismatch")
