@@ -30,29 +30,78 @@ def _emit(record: dict[str, Any]) -> None:
 
 
 def _record(
-    rt: Runtime, request: Request, *, result: str, app_id: str | None, connector_id: str | None,
-    user_id: str | None, reason: str | None, detail: str | None, decisions: list[dict[str, str]],
+    rt: Runtime,
+    request: Request,
+    *,
+    result: str,
+    app_id: str | None,
+    connector_id: str | None,
+    user_id: str | None,
+    reason: str | None,
+    detail: str | None,
+    decisions: list[dict[str, str]],
 ) -> dict[str, Any]:
     """Every record has the same keys, so consumers can rely on one shape."""
     return {
-        "event": "signin", "result": result, "time": round(rt.clock(), 3), "tenant": rt.settings.tenant.id,
-        "app": app_id, "connector": connector_id, "user": user_id, "ip": client_ip(request),
-        "reason": reason, "detail": detail, "decisions": decisions,
+        "event": "signin",
+        "result": result,
+        "time": round(rt.clock(), 3),
+        "tenant": rt.settings.tenant.id,
+        "app": app_id,
+        "connector": connector_id,
+        "user": user_id,
+        "ip": client_ip(request),
+        "reason": reason,
+        "detail": detail,
+        "decisions": decisions,
     }
 
 
 def signin_succeeded(
-    rt: Runtime, app_id: str | None, *, user_id: str, connector_id: str, request: Request,
+    rt: Runtime,
+    app_id: str | None,
+    *,
+    user_id: str,
+    connector_id: str,
+    request: Request,
     decisions: list[dict[str, str]],
 ) -> None:
-    _emit(_record(rt, request, result="success", app_id=app_id, connector_id=connector_id, user_id=user_id,
-                  reason=None, detail=None, decisions=decisions))
+    _emit(
+        _record(
+            rt,
+            request,
+            result="success",
+            app_id=app_id,
+            connector_id=connector_id,
+            user_id=user_id,
+            reason=None,
+            detail=None,
+            decisions=decisions,
+        )
+    )
 
 
 def signin_failed(
-    rt: Runtime, app_id: str | None, *, reason: str, request: Request, detail: str | None = None,
-    connector_id: str | None = None, user_id: str | None = None,
+    rt: Runtime,
+    app_id: str | None,
+    *,
+    reason: str,
+    request: Request,
+    detail: str | None = None,
+    connector_id: str | None = None,
+    user_id: str | None = None,
     decisions: list[dict[str, str]] | None = None,
 ) -> None:
-    _emit(_record(rt, request, result="failure", app_id=app_id, connector_id=connector_id, user_id=user_id,
-                  reason=reason, detail=detail, decisions=decisions or []))
+    _emit(
+        _record(
+            rt,
+            request,
+            result="failure",
+            app_id=app_id,
+            connector_id=connector_id,
+            user_id=user_id,
+            reason=reason,
+            detail=detail,
+            decisions=decisions or [],
+        )
+    )

@@ -85,13 +85,16 @@ async def read_form(request: Request) -> FormData:
 
 
 def single_values(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], str | None]:
-    """Flatten query/form parameters; returns the name of the first repeated parameter, if any.
+    """Every parameter's first value, and the first name that is repeated, if any.
 
-    RFC 6749 3.1 / 3.2: request and response parameters MUST NOT be included more than once.
+    RFC 6749 3.1 / 3.2: request parameters MUST NOT be included more than once. All parameters
+    are kept even past a repeated one, so an error can still carry the request's ``state``.
     """
     values: dict[str, str] = {}
+    repeated: str | None = None
     for key, value in items:
-        if key in values:
-            return values, key
-        values[key] = str(value)
-    return values, None
+        if key not in values:
+            values[key] = str(value)
+        elif repeated is None:
+            repeated = key
+    return values, repeated

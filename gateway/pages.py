@@ -10,8 +10,15 @@ from starlette.responses import Response
 from gateway.http import page_headers
 
 
-def render(request: Request, template: str, context: dict[str, Any], *, status: int = 200,
-           form_action: str = "", headers: dict[str, str] | None = None) -> Response:
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    form_action: str = "",
+    headers: dict[str, str] | None = None,
+) -> Response:
     merged = page_headers(form_action)
     if headers:
         merged.update(headers)
@@ -21,6 +28,7 @@ def render(request: Request, template: str, context: dict[str, Any], *, status: 
     return response
 
 
-def error_page(request: Request, title: str, detail: str, *, status: int = 400,
-               headers: dict[str, str] | None = None) -> Response:
+def error_page(
+    request: Request, title: str, detail: str, *, status: int = 400, headers: dict[str, str] | None = None
+) -> Response:
     return render(request, "error.html", {"title": title, "detail": detail}, status=status, headers=headers)

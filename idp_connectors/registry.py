@@ -11,13 +11,17 @@ from pydantic import BaseModel, Field
 
 from idp_connectors.email_otp.config import EmailOtpConfig
 from idp_connectors.facebook.config import FacebookConfig
+from idp_connectors.google.config import GoogleConfig
+from idp_connectors.microsoft.config import MicrosoftConfig
 from idp_connectors.oidc.config import OidcConfig
 
 REGISTRY: dict[str, type[BaseModel]] = {
     "email_otp": EmailOtpConfig,
     "facebook": FacebookConfig,
     "oidc": OidcConfig,
+    "google": GoogleConfig,
+    "microsoft": MicrosoftConfig,
 }
 
-AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig | OidcConfig
+AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig | OidcConfig | GoogleConfig | MicrosoftConfig
 ConnectorConfig: TypeAlias = Annotated[AnyConnectorConfig, Field(discriminator="type")]

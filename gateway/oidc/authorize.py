@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
-from gateway.http import NO_STORE, BadForm, read_form
+from gateway.http import NO_STORE, BadForm, read_form, single_values
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
@@ -29,7 +27,7 @@ async def authorize(request: Request) -> Response:
             return error_page(request, "Invalid request", str(exc), status=400)
     else:
         items = list(request.query_params.multi_items())
-    params, repeated = _flatten(items)
+    params, repeated = single_values(items)
     if repeated in ("client_id", "redirect_uri"):
         return error_page(request, "Invalid request", f"The {repeated} parameter is repeated.", status=400)
     req = AuthorizationRequest(params=params)
@@ -42,25 +40,10 @@ async def authorize(request: Request) -> Response:
     except UntrustedRedirect as exc:
         return error_page(request, exc.title, exc.detail, status=400)
     except OAuthError as exc:
-        audit.signin_failed(rt, req.app.id if req.app else None, reason=exc.error, detail=exc.description,
-                            request=request)
+        audit.signin_failed(
+            rt, req.app.id if req.app else None, reason=exc.error, detail=exc.description, request=request
+        )
         return responses.error(req.redirect_uri, exc, state=req.state, issuer=rt.settings.issuer)
-
-
-def _flatten(items: list[tuple[str, Any]]) -> tuple[dict[str, str], str | None]:
-    """Every parameter's first value, and the first name that is repeated (RFC 6749 3.1 forbids it).
-
-    All parameters are kept even past a repeated one, so the error still goes to a trusted
-    redirect URI with the request's ``state``.
-    """
-    params: dict[str, str] = {}
-    repeated: str | None = None
-    for key, value in items:
-        if key not in params:
-            params[key] = str(value)
-        elif repeated is None:
-            repeated = key
-    return params, repeated
 
 
 async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequest) -> Response:
@@ -92,6 +75,8 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         prompt=sorted(req.prompt),
         max_age=req.max_age,
         login_hint=req.login_hint,
+        idp_hint=req.idp_hint,
+        domain_hint=req.domain_hint,
     )
     await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
     response = RedirectResponse(f"/signin/{signin.id}", status_code=303, headers=NO_STORE)
@@ -167,8 +152,11 @@ async def respond_with_code(
     code = await codes.issue(rt.store, grant, rt.settings.tokens.authorization_code_seconds)
     if not fresh:
         audit.signin_succeeded(
-            rt, signin.app_id, user_id=session.user_id, connector_id=session.connector_id, request=request,
+            rt,
+            signin.app_id,
+            user_id=session.user_id,
+            connector_id=session.connector_id,
+            request=request,
             decisions=[audit.decision("sso_session", "reused", "session_valid")],
         )
     return responses.success(signin.redirect_uri, code=code, state=signin.state, issuer=rt.settings.issuer)
-

@@ -45,6 +45,8 @@ class AuthorizationRequest:
     login_hint: str | None = None
     id_token_hint: str | None = None
     acr_values: tuple[str, ...] = ()
+    idp_hint: str | None = None
+    domain_hint: str | None = None
 
     @property
     def trusted(self) -> bool:
@@ -153,6 +155,8 @@ def check_hints(req: AuthorizationRequest, settings: Settings) -> None:
     req.login_hint = req.params.get("login_hint")
     req.id_token_hint = req.params.get("id_token_hint")
     req.acr_values = tuple(req.params.get("acr_values", "").split())
+    req.idp_hint = req.params.get("idp_hint")
+    req.domain_hint = req.params.get("domain_hint")
 
 
 AUTHORIZE_CHECKS: tuple[Check, ...] = (

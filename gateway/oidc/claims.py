@@ -21,8 +21,25 @@ SCOPE_CLAIMS = {
     "email": ("email", "email_verified"),
 }
 CLAIMS_SUPPORTED = (
-    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "oid", "tid", "idp",
-    "acct", "name", "given_name", "family_name", "email", "email_verified",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "sid",
+    "oid",
+    "tid",
+    "idp",
+    "acct",
+    "name",
+    "given_name",
+    "family_name",
+    "email",
+    "email_verified",
 )
 
 

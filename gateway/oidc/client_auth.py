@@ -60,8 +60,11 @@ def authenticate_client(settings: Settings, request: Request, params: dict[str, 
         if method != "none":
             raise InvalidClient("this client is public and has no secret")
         return app
-    allowed = (registered.token_endpoint_auth_method,) if registered.token_endpoint_auth_method else (
-        "client_secret_basic", "client_secret_post")
+    allowed = (
+        (registered.token_endpoint_auth_method,)
+        if registered.token_endpoint_auth_method
+        else ("client_secret_basic", "client_secret_post")
+    )
     if method not in allowed or not secret_ok:
         raise InvalidClient("client authentication failed")
     return app

@@ -33,8 +33,15 @@ def at_hash(access_token: str) -> str:
 
 
 async def mint(
-    rt: Runtime, app: Application, user: dict[str, Any], authn: Authentication, *, scopes: list[str],
-    grant_id: str, nonce: str | None, refresh_scopes: list[str] | None = None,
+    rt: Runtime,
+    app: Application,
+    user: dict[str, Any],
+    authn: Authentication,
+    *,
+    scopes: list[str],
+    grant_id: str,
+    nonce: str | None,
+    refresh_scopes: list[str] | None = None,
     refresh_absolute_expiry: int | None = None,
 ) -> dict[str, Any]:
     assert app.oidc is not None
@@ -44,16 +51,30 @@ async def mint(
     claims = user_claims(user, scopes, idp=authn.idp, tenant_id=rt.settings.tenant.id)
     access_ttl = lifetimes.access_token_seconds
     record = {
-        "client_id": app.oidc.client_id, "app_id": app.id, "user_id": user["id"], "sub": sub,
-        "scopes": scopes, "grant_id": grant_id, "sid": authn.sid, "iat": now, "exp": now + access_ttl,
+        "client_id": app.oidc.client_id,
+        "app_id": app.id,
+        "user_id": user["id"],
+        "sub": sub,
+        "scopes": scopes,
+        "grant_id": grant_id,
+        "sid": authn.sid,
+        "iat": now,
+        "exp": now + access_ttl,
         "userinfo": {"sub": sub, **claims},
     }
     access_token = await bearer.issue(rt.store, bearer.ACCESS, record, access_ttl, grant_id)
     id_claims: dict[str, Any] = {
-        "iss": rt.settings.issuer, "sub": sub, "aud": app.oidc.client_id,
-        "exp": now + lifetimes.id_token_seconds, "iat": now, "auth_time": authn.auth_time,
-        "amr": authn.amr, "acr": authn.acr, "sid": authn.sid,
-        "at_hash": at_hash(access_token), **claims,
+        "iss": rt.settings.issuer,
+        "sub": sub,
+        "aud": app.oidc.client_id,
+        "exp": now + lifetimes.id_token_seconds,
+        "iat": now,
+        "auth_time": authn.auth_time,
+        "amr": authn.amr,
+        "acr": authn.acr,
+        "sid": authn.sid,
+        "at_hash": at_hash(access_token),
+        **claims,
     }
     if nonce is not None:
         id_claims["nonce"] = nonce
@@ -71,11 +92,22 @@ async def mint(
         ttl = min(lifetimes.refresh_token_idle_seconds, absolute - now)
         if ttl > 0:
             refresh_record = {
-                "client_id": app.oidc.client_id, "app_id": app.id, "sub": sub, "scopes": kept_scopes,
+                "client_id": app.oidc.client_id,
+                "app_id": app.id,
+                "sub": sub,
+                "scopes": kept_scopes,
                 "grant_id": grant_id,
-                "absolute_expiry": absolute, "iat": now, "exp": now + ttl,
-                "authn": {"user_id": authn.user_id, "sid": authn.sid, "auth_time": authn.auth_time,
-                          "amr": authn.amr, "acr": authn.acr, "idp": authn.idp},
+                "absolute_expiry": absolute,
+                "iat": now,
+                "exp": now + ttl,
+                "authn": {
+                    "user_id": authn.user_id,
+                    "sid": authn.sid,
+                    "auth_time": authn.auth_time,
+                    "amr": authn.amr,
+                    "acr": authn.acr,
+                    "idp": authn.idp,
+                },
             }
             body["refresh_token"] = await bearer.issue(
                 rt.store, bearer.REFRESH, refresh_record, ttl, grant_id

@@ -75,8 +75,13 @@ async def introspect(request: Request) -> Response:
     live = record is not None and (access is not None or bearer.is_live_refresh(record, now))
     if live and record is not None and record["client_id"] == app.oidc.client_id and record["exp"] > now:
         body = {
-            "active": True, "scope": " ".join(record["scopes"]), "client_id": record["client_id"],
-            "token_type": token_type, "exp": record["exp"], "iat": record["iat"], "iss": rt.settings.issuer,
+            "active": True,
+            "scope": " ".join(record["scopes"]),
+            "client_id": record["client_id"],
+            "token_type": token_type,
+            "exp": record["exp"],
+            "iat": record["iat"],
+            "iss": rt.settings.issuer,
             "aud": record["client_id"],
         }
         if "sub" in record:

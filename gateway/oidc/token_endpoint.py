@@ -142,6 +142,13 @@ async def _refresh_token(rt: Runtime, app: Application, params: dict[str, str]) 
     authn = Authentication(**record["authn"])
     user = await _active_user(rt, authn.user_id)
     return await mint(
-        rt, app, user, authn, scopes=scopes, grant_id=record["grant_id"], nonce=None, refresh_scopes=original,
+        rt,
+        app,
+        user,
+        authn,
+        scopes=scopes,
+        grant_id=record["grant_id"],
+        nonce=None,
+        refresh_scopes=original,
         refresh_absolute_expiry=record["absolute_expiry"],
     )

@@ -86,7 +86,9 @@ def build_index(settings: Settings) -> RealmIndex:
         connector_types=types,
         google=first("google"),
         passcode=first("email_otp"),
-        microsoft_account=first("microsoft"),
+        microsoft_account=next(
+            (c.id for c in settings.connectors if getattr(c, "accounts", None) in ("personal", "both")), None
+        ),
         primary_order=tuple(settings.redemption.primary_order),
         fallback=settings.redemption.fallback,
     )

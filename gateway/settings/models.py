@@ -298,10 +298,13 @@ class Settings(Strict):
                 )
         problems += _domain_claims(self)
         if self.redemption.fallback == "microsoftAccount" and not any(
-            str(c.type) == "microsoft" for c in self.connectors
+            getattr(c, "accounts", None) in ("personal", "both") for c in self.connectors
         ):
             problems.append(
-                (("redemption", "fallback"), "microsoftAccount needs a connector of type microsoft")
+                (
+                    ("redemption", "fallback"),
+                    "microsoftAccount needs a connector of type microsoft with accounts personal or both",
+                )
             )
         if self.secrets is None and not is_loopback_host(urlsplit(self.issuer).hostname or ""):
             problems.append(
