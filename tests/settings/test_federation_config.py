@@ -81,5 +81,6 @@ def test_redemption_order_lists_each_source_once(tmp_path: Path) -> None:
 def test_microsoft_account_fallback_needs_a_microsoft_connector(tmp_path: Path) -> None:
     found = problems(tmp_path, redemption={"fallback": "microsoftAccount"})
     assert found == [
-        "redemption.fallback: microsoftAccount needs a connector of type microsoft with accounts personal or both"
+        "redemption.fallback: microsoftAccount needs a connector of type microsoft "
+        "with accounts personal or both"
     ]
