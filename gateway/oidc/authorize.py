@@ -75,6 +75,7 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         prompt=sorted(req.prompt),
         max_age=req.max_age,
         login_hint=req.login_hint,
+        acr_values=list(req.acr_values),
         idp_hint=req.idp_hint,
         domain_hint=req.domain_hint,
     )

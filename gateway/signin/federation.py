@@ -54,6 +54,7 @@ async def start_upstream(
                 login_hint=signin.email or signin.login_hint,
                 prompt="login" if "login" in signin.prompt else None,
                 max_age=signin.max_age,
+                acr_values=tuple(signin.acr_values),
             )
         )
     except ConnectorError as exc:

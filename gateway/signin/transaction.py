@@ -32,6 +32,7 @@ class SignIn:
     login_hint: str | None = None
     email: str | None = None
     connector_id: str | None = None
+    acr_values: list[str] = field(default_factory=list)
     idp_hint: str | None = None
     domain_hint: str | None = None
     hints_used: bool = False

@@ -268,3 +268,14 @@ async def test_discovery_is_fetched_once_for_many_sign_ins(
     assert upstream["discovery"].call_count == 1
     assert upstream["jwks"].call_count == 1
     assert upstream["token"].call_count == 3
+
+
+async def test_prompt_max_age_and_acr_values_are_forwarded_upstream(client: httpx.AsyncClient) -> None:
+    req = flows.AuthRequest(extra={"prompt": "login", "max_age": "300", "acr_values": "urn:test:mfa"})
+    url = await to_idp(client, req=req)
+    query = flows.query_of(url)
+    assert query["prompt"] == "login"
+    assert query["max_age"] == "300"
+    assert query["acr_values"] == "urn:test:mfa"
+    assert query["redirect_uri"] == CALLBACK
+    assert query["code_challenge_method"] == "S256" and query["nonce"]
