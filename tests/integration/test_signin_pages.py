@@ -101,7 +101,7 @@ async def test_passcode_page_asks_for_a_one_time_code(
     field = re.search(r'<input id="passcode"[^>]*>', page.text, re.S)
     assert field is not None
     assert 'autocomplete="one-time-code"' in field.group(0) and 'inputmode="numeric"' in field.group(0)
-    assert EMAIL in page.text and "8-digit" in page.text and "30 minutes" in page.text
+    assert EMAIL in page.text and "8 digits" in page.text and "30 minutes" in page.text
 
 
 async def test_passcode_mail_arrives_through_smtp_with_eight_digits(
