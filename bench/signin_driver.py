@@ -146,6 +146,7 @@ class PasscodeSink:
 
     def __init__(self, length: int = 8) -> None:
         self._digits = re.compile(rb"(?<![0-9])[0-9]{%d}(?![0-9])" % length)
+        self._boundary_line = re.compile(rb"^--.*$", re.M)
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._server: asyncio.Server | None = None
         self.host, self.port = "127.0.0.1", 0
@@ -168,7 +169,7 @@ class PasscodeSink:
 
     def _passcode(self, content: bytes) -> str | None:
         body = content.partition(b"\r\n\r\n")[2] or content.partition(b"\n\n")[2]
-        match = self._digits.search(body)
+        match = self._digits.search(self._boundary_line.sub(b"", body))  # MIME boundaries hold digits
         if match is not None:
             return match.group(0).decode()
         message = email.message_from_bytes(content, policy=policy.default)  # encoded bodies: the slow way

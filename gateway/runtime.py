@@ -131,6 +131,7 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     connectors = {config.id: _open_connector(settings, config, context) for config in settings.connectors}
     email_otp = next(c for c in connectors.values() if isinstance(c, EmailOtpConnector))
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.auto_reload = False  # templates ship with the code: no stat() of each file per render
     templates.env.globals["tenant_name"] = settings.tenant.name
     runtime = Runtime(
         settings=settings,

@@ -4,8 +4,10 @@
   ``gateway.mail`` log and is printed as a framed block on stderr, so whoever runs the
   gateway locally sees the passcode in the terminal.
 - ``SmtpOutbox`` (``mail.smtp:``): ``send`` puts the message on a bounded in-memory
-  queue and returns; a background task delivers it with smtplib in a worker thread,
-  retrying temporary failures (3 attempts in all) and logging what it could not deliver.
+  queue and returns; a background task delivers it with smtplib on its own worker thread
+  over one SMTP session kept open between messages (``smtp.SmtpClient``: closed after a
+  while without mail, replaced when the server dropped it), retrying temporary failures
+  (3 attempts in all) and logging what it could not deliver.
   Nothing is ever raised into request handling. Mail still queued when the process
   stops is lost after a bounded drain, which suits codes that expire in minutes.
 
@@ -19,10 +21,19 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
 
-from gateway.mail.smtp import build_email, check_transport, deliver, is_permanent, mask_address
+from gateway.mail.smtp import (
+    IDLE_SECONDS,
+    Composer,
+    Envelope,
+    SmtpClient,
+    check_transport,
+    is_permanent,
+    mask_address,
+)
 from gateway.settings.models import Mail, Smtp
 from idp_connectors.base import MailMessage
 
@@ -31,6 +42,8 @@ logger = logging.getLogger("gateway.mail")
 RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
 DRAIN_TIMEOUT_SECONDS = 10.0
 MAX_QUEUED = 1000
+
+T = TypeVar("T")
 
 
 class Outbox(Protocol):
@@ -89,19 +102,30 @@ class SmtpOutbox:
         retry_delays: Sequence[float] = RETRY_DELAYS_SECONDS,
         drain_timeout: float = DRAIN_TIMEOUT_SECONDS,
         max_queued: int = MAX_QUEUED,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         if settings.smtp is None:
             raise ValueError("mail.smtp is not configured")
         check_transport(settings.smtp)
-        self._from = settings.from_
+        try:
+            self._composer = Composer(settings.from_)
+        except ValueError as exc:
+            raise ValueError(f"mail.from: {exc}") from exc
         self._smtp: Smtp = settings.smtp
+        self._client = SmtpClient(settings.smtp, idle_seconds=idle_seconds)
+        self._idle_seconds = idle_seconds
         self._retry_delays = tuple(retry_delays)
         self._drain_timeout = drain_timeout
         self._queue: asyncio.Queue[MailMessage] = asyncio.Queue(maxsize=max_queued)
         self._worker: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"SmtpOutbox(host={self._smtp.host!r}, port={self._smtp.port})"
+
+    @property
+    def client(self) -> SmtpClient:
+        return self._client
 
     def send(self, message: MailMessage) -> None:
         try:
@@ -115,6 +139,8 @@ class SmtpOutbox:
 
     async def start(self) -> None:
         if self._worker is None or self._worker.done():
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-smtp")
             self._worker = asyncio.create_task(self._run(), name="smtp-outbox")
 
     async def stop(self) -> None:
@@ -129,10 +155,29 @@ class SmtpOutbox:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            # QUIT after any attempt still in flight; never wait on the server from the loop.
+            thread.submit(self._client.close)
+            thread.shutdown(wait=False)
+
+    async def _in_thread(self, call: Callable[..., T], *args: object) -> T:
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+
+    async def _next(self) -> MailMessage:
+        """The next message; an SMTP session left idle meanwhile is closed (QUIT)."""
+        if not (self._queue.empty() and self._client.connected):
+            return await self._queue.get()
+        try:
+            return await asyncio.wait_for(self._queue.get(), self._idle_seconds)
+        except TimeoutError:
+            await self._in_thread(self._client.close)
+            return await self._queue.get()
 
     async def _run(self) -> None:
         while True:
-            message = await self._queue.get()
+            message = await self._next()
             try:
                 await self._deliver(message)
             except Exception:  # the worker must outlive any one message
@@ -143,14 +188,14 @@ class SmtpOutbox:
     async def _deliver(self, message: MailMessage) -> None:
         to = mask_address(message.to)
         try:
-            email = build_email(self._from, message)
+            envelope: Envelope = self._composer.compose(message)
         except ValueError as exc:
             logger.error("mail to %s not delivered: cannot build it: %s", to, exc)
             return
         attempts = len(self._retry_delays) + 1
         for attempt in range(1, attempts + 1):
             try:
-                await asyncio.to_thread(deliver, self._smtp, email)
+                await self._in_thread(self._client.send, envelope)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if is_permanent(exc) or attempt == attempts:
@@ -159,7 +204,7 @@ class SmtpOutbox:
                         to,
                         attempt,
                         reason,
-                        extra={"mail_to": to, "message_id": email["Message-ID"]},
+                        extra={"mail_to": to, "message_id": envelope.message_id},
                     )
                     return
                 delay = self._retry_delays[attempt - 1]
@@ -176,7 +221,7 @@ class SmtpOutbox:
                 logger.info(
                     "mail to %s delivered",
                     to,
-                    extra={"mail_to": to, "message_id": email["Message-ID"], "attempts": attempt},
+                    extra={"mail_to": to, "message_id": envelope.message_id, "attempts": attempt},
                 )
                 return
 

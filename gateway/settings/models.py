@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gateway.settings.federation import CrossTenantAccess, Redemption
+from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
 
@@ -33,6 +34,15 @@ class Strict(BaseModel):
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Seconds = Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
+
+
+def check_domain_pattern(pattern: str) -> str:
+    """A domain (`contoso.com`) or a subdomain wildcard (`*.contoso.com`), lower case."""
+    check_domain(pattern[2:] if pattern.startswith("*.") else pattern)
+    return pattern
+
+
+DomainPattern = Annotated[str, AfterValidator(check_domain_pattern)]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -192,10 +202,33 @@ class UserFlow(Strict):
 
 
 class ExternalCollaboration(Strict):
+    """The reference's external collaboration settings (b2b-concepts §6)."""
+
     self_service_sign_up: bool = Field(
         False,
         description="The tenant switch for self-service sign-up through user flows (reference default: off).",
     )
+    guest_user_role: Literal["sameAsMembers", "limited", "restricted"] = Field(
+        "limited", description="Guest access level (authorizationPolicy.guestUserRoleId)."
+    )
+    allow_invites_from: Literal[
+        "everyone", "adminsGuestInvitersAndAllMembers", "adminsAndGuestInviters", "none"
+    ] = Field("everyone", description="Who may invite guests (authorizationPolicy.allowInvitesFrom).")
+    allowed_domains: list[DomainPattern] | None = Field(
+        None,
+        description="Allow-list of guest email domains: `contoso.com` matches that domain only, "
+        "`*.contoso.com` any of its subdomains (not the domain itself). Exclusive with blocked_domains.",
+    )
+    blocked_domains: list[DomainPattern] | None = Field(
+        None, description="Deny-list of guest email domains, same matching; exclusive with allowed_domains."
+    )
+    allow_guests_to_leave: bool = Field(True, description="Guests may leave the organisation themselves.")
+
+    @model_validator(mode="after")
+    def _one_list(self) -> ExternalCollaboration:
+        if self.allowed_domains is not None and self.blocked_domains is not None:
+            raise ValueError("set allowed_domains or blocked_domains, not both")
+        return self
 
 
 class Demo(Strict):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import email
 import logging
 import smtplib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from email import policy
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from gateway.mail.outbox import ConsoleOutbox, SmtpOutbox, open_outbox
-from gateway.mail.smtp import build_email, is_permanent, mask_address
+from gateway.mail.smtp import Composer, is_permanent, mask_address
 from gateway.settings.models import Mail
 from idp_connectors.base import MailMessage
 from idp_connectors.email_otp.messages import passcode_message
@@ -240,14 +243,125 @@ def test_refuses_to_send_credentials_in_clear_text_to_another_host() -> None:
     SmtpOutbox(mail_settings("127.0.0.1", 25, username="u", password="p"))
 
 
-def test_build_email_shape() -> None:
-    email = build_email(FROM, MailMessage(to=TO, subject="S", text="plain", html="<p>rich</p>"))
-    assert email.get_content_type() == "multipart/alternative"
-    assert [part.get_content_type() for part in email.iter_parts()] == ["text/plain", "text/html"]
-    plain_only = build_email(FROM, MailMessage(to=TO, subject="S", text="plain"))
+def parse(data: bytes) -> EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)
+
+
+def content(message: EmailMessage, kind: str) -> str:
+    """A body part's text as a reader sees it (line ends as LF)."""
+    part = message.get_body(preferencelist=(kind,))
+    assert part is not None
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
+def test_compose_shape() -> None:
+    composer = Composer(FROM)
+    envelope = composer.compose(MailMessage(to=TO, subject="S", text="plain", html="<p>rich</p>"))
+    assert (envelope.sender, envelope.recipient) == ("no-reply@contoso.example", TO)
+    message = parse(envelope.data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert content(message, "html") == "<p>rich</p>\n"
+    assert message["Message-ID"] == envelope.message_id
+    assert message["MIME-Version"] == "1.0"
+    plain_only = parse(composer.compose(MailMessage(to=TO, subject="S", text="plain")).data)
     assert plain_only.get_content_type() == "text/plain"
-    ids = {build_email(FROM, passcode_mail())["Message-ID"] for _ in range(2)}
+    assert content(plain_only, "plain") == "plain\n"
+    ids = {composer.compose(passcode_mail()).message_id for _ in range(2)}
     assert len(ids) == 2
+    assert all(i.endswith("@contoso.example>") for i in ids)
+
+
+def test_compose_is_rfc5322_on_the_wire() -> None:
+    data = Composer(FROM).compose(passcode_mail("12345678")).data
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only, no bare CR or LF
+    assert data.isascii()
+    assert all(len(line) <= 78 for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"))
+    message = parse(data)
+    assert parsedate_to_datetime(message["Date"]).tzinfo is not None
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert extract_passcode(message) == "12345678"
+    assert not message.defects and all(not part.defects for part in message.walk())
+
+
+def test_compose_encodes_non_ascii_headers_and_bodies() -> None:
+    composer = Composer("Contõso Ltd <no-reply@contoso.example>")
+    subject = "Votre code de connexion Contõso — " + "très long " * 8
+    envelope = composer.compose(
+        MailMessage(to=TO, subject=subject, text="Code: 1234\nMerci, Contõso\n", html="<p>Contõso</p>")
+    )
+    assert envelope.data.isascii()
+    head = envelope.data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?utf-8?" in head
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    message = parse(envelope.data)
+    assert message["Subject"] == subject
+    assert message["From"].addresses[0].display_name == "Contõso Ltd"
+    assert content(message, "plain") == "Code: 1234\nMerci, Contõso\n"
+    assert content(message, "html") == "<p>Contõso</p>\n"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        MailMessage(to=TO, subject="Hello\nBcc: everyone@contoso.example", text="x"),
+        MailMessage(to=TO + "\r\nBcc: everyone@contoso.example", subject="S", text="x"),
+        MailMessage(to="not an address", subject="S", text="x"),
+        MailMessage(to="gäst@fabrikam.example", subject="S", text="x"),
+    ],
+)
+def test_compose_refuses_header_injection_and_bad_recipients(message: MailMessage) -> None:
+    with pytest.raises(ValueError):
+        Composer(FROM).compose(message)
+
+
+def test_a_from_without_an_address_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match=r"mail\.from"):
+        SmtpOutbox(Mail.model_validate({"from": "Contoso", "smtp": {"host": "127.0.0.1"}}))
+
+
+async def test_one_smtp_session_carries_many_messages(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    for i in range(3):
+        outbox.send(passcode_mail(f"{i:08d}", to=f"guest{i}@fabrikam.example"))
+        await smtp_server.wait_for(to=f"guest{i}@fabrikam.example", timeout=5)
+    assert smtp_server.data_commands == 3
+    assert outbox.client.connections == 1
+    assert [r.rcpt_tos for r in smtp_server.received] == [(f"guest{i}@fabrikam.example",) for i in range(3)]
+
+
+async def test_a_session_the_server_dropped_is_replaced_without_a_failed_attempt(
+    make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    with start_smtp_server(timeout=0.2) as server:  # the server hangs up idle clients
+        outbox = make_outbox(mail_settings(server.host, server.port))
+        await outbox.start()
+        outbox.send(passcode_mail("11111111"))
+        await server.wait_for(to=TO, timeout=5)
+        await asyncio.sleep(0.5)
+        outbox.send(passcode_mail("22222222"))
+        assert extract_passcode(await server.wait_for(to=TO, timeout=5)) == "22222222"
+        assert server.data_commands == 2
+        assert outbox.client.connections == 2
+        await outbox.stop()
+    assert "failed" not in caplog_mail.text
+
+
+async def test_an_idle_session_is_closed(smtp_server: SmtpServer, make_outbox: OutboxFactory) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port), idle_seconds=0.1)
+    await outbox.start()
+    outbox.send(passcode_mail())
+    await smtp_server.wait_for(to=TO, timeout=5)
+    await asyncio.sleep(0.05)
+    assert outbox.client.connected
+    await asyncio.sleep(0.4)
+    assert not outbox.client.connected
+    outbox.send(passcode_mail("44445555"))
+    assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "44445555"
+    assert outbox.client.connections == 2
 
 
 @pytest.mark.parametrize(
