@@ -47,7 +47,11 @@ LOG_CONFIG: dict[str, Any] = {
         # audit records are JSON lines already (gateway.audit): written as they are
         "raw": {"class": "logging.StreamHandler", "formatter": "raw", "stream": "ext://sys.stderr"},
     },
-    "loggers": {"gateway.audit": {"handlers": ["raw"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "gateway.audit": {"handlers": ["raw"], "level": "INFO", "propagate": False},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
     "root": {"handlers": ["json"], "level": "INFO"},
 }
 

@@ -101,6 +101,10 @@ async def _resolve_user(
         return user
 
     same_email = await rt.store.find_users_by_mail(identity.email) if identity.email else []
+    holder = next((u for u in same_email if _holds(u, issuer, identity.subject)), None)
+    if holder is not None:  # a concurrent first sign-in of this same identity created it meanwhile
+        decisions.append(audit.decision("directory", "found", "existing_user"))
+        return holder
     link = decide_link(
         email=identity.email,
         email_verified=identity.email_verified,
@@ -138,6 +142,12 @@ async def _resolve_user(
     created = await users.sign_up(rt.store, identity, issuer, rt.settings.tenant.domain, now)
     decisions.append(audit.decision("directory", "created", signup.reason))
     return created
+
+
+def _holds(user: dict[str, Any], issuer: str, subject: str) -> bool:
+    return any(
+        i.get("issuer") == issuer and i.get("issuerAssignedId") == subject for i in user.get("identities") or []
+    )
 
 
 def _config(rt: Runtime, connector_id: str) -> object:

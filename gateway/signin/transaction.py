@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gateway.store.base import ArtefactStore
@@ -39,11 +39,15 @@ class SignIn:
     partner_tenant_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~40 µs a call).
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SignIn:
         return cls(**data)
+
+
+_FIELDS = tuple(f.name for f in fields(SignIn))
 
 
 async def save(store: ArtefactStore, signin: SignIn, ttl: int) -> None:
