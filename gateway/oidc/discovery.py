@@ -31,7 +31,7 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
         "scopes_supported": list(SUPPORTED_SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_methods_supported": client_auth,

@@ -9,7 +9,8 @@ from typing import Any
 
 from gateway.oidc import bearer, grants
 from gateway.oidc.claims import pairwise_sub, user_claims
-from gateway.oidc.errors import InvalidGrant
+from gateway.oidc.codes import new_grant_id
+from gateway.oidc.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from gateway.runtime import Runtime
 from gateway.settings.models import Application
 
@@ -117,3 +118,31 @@ async def mint(
         await rt.store.revoke_grant(grant_id)
         raise InvalidGrant("the grant was revoked")
     return body
+
+
+async def mint_for_app(rt: Runtime, app: Application, scope: str | None) -> dict[str, Any]:
+    """``client_credentials`` (RFC 6749 4.4): an access token carrying the app's API permissions as ``roles``.
+
+    Only confidential apps with ``api_permissions`` may use it. ``scope`` may be left out or name
+    the admin API's ``{issuer}/.default`` (as Graph clients send it); no refresh or ID token.
+    """
+    assert app.oidc is not None
+    if app.oidc.is_public or not app.api_permissions:
+        raise UnauthorizedClient("this client may not use client_credentials (it has no api_permissions)")
+    if scope is not None and scope.split() != [f"{rt.settings.issuer}/.default"]:
+        raise InvalidScope(f"client_credentials takes no scope or {rt.settings.issuer}/.default")
+    now = rt.now()
+    ttl = rt.settings.tokens.access_token_seconds
+    grant_id = new_grant_id()
+    record = {
+        "client_id": app.oidc.client_id,
+        "app_id": app.id,
+        "kind": "app",
+        "roles": list(app.api_permissions),
+        "scopes": [],
+        "grant_id": grant_id,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    token = await bearer.issue(rt.store, bearer.ACCESS, record, ttl, grant_id)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

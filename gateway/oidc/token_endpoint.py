@@ -22,7 +22,7 @@ from gateway.oidc.errors import (
     OAuthError,
     UnsupportedGrantType,
 )
-from gateway.oidc.minting import Authentication, mint
+from gateway.oidc.minting import Authentication, mint, mint_for_app
 from gateway.runtime import Runtime
 from gateway.settings.models import Application
 
@@ -45,6 +45,8 @@ async def token(request: Request) -> Response:
             body = await _authorization_code(rt, app, params)
         elif grant_type == "refresh_token":
             body = await _refresh_token(rt, app, params)
+        elif grant_type == "client_credentials":
+            body = await mint_for_app(rt, app, params.get("scope"))
         elif not grant_type:
             raise InvalidRequest("grant_type is required")
         else:

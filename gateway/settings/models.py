@@ -43,6 +43,16 @@ def check_domain_pattern(pattern: str) -> str:
 
 
 DomainPattern = Annotated[str, AfterValidator(check_domain_pattern)]
+ApiPermission = Literal[
+    "User.Invite.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -194,6 +204,11 @@ class Application(Strict):
     allowed_connectors: list[Identifier] | None = Field(
         None, description="Connectors this app accepts; left out, every connector."
     )
+    api_permissions: list[ApiPermission] = Field(
+        [],
+        description="Application permissions on the admin API (Graph names), granted to this app's "
+        "client_credentials tokens. Needs a confidential `oidc` registration.",
+    )
 
 
 class UserFlow(Strict):
@@ -316,6 +331,13 @@ class Settings(Strict):
         for i, app in enumerate(self.applications):
             if app.user_flow is not None and app.user_flow not in flow_ids:
                 problems.append((("applications", i, "user_flow"), f"unknown user flow {app.user_flow!r}"))
+            if app.api_permissions and (app.oidc is None or app.oidc.is_public):
+                problems.append(
+                    (
+                        ("applications", i, "api_permissions"),
+                        "needs a confidential oidc registration (a client_secret)",
+                    )
+                )
             for j, allowed in enumerate(app.allowed_connectors or []):
                 if allowed not in connector_ids:
                     problems.append(
