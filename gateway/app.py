@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gateway.admin.routes import ROUTES as ADMIN_ROUTES
 from gateway.demo.routes import ROUTES as DEMO_ROUTES
 from gateway.oidc.authorize import authorize
 from gateway.oidc.discovery import discovery, jwks
@@ -24,6 +25,7 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings.loader import load_settings
 from gateway.settings.models import Settings
 from gateway.signin.federation import ROUTES as FEDERATION_ROUTES
+from gateway.signin.redemption import ROUTES as REDEMPTION_ROUTES
 from gateway.signin.routes import ROUTES as SIGNIN_ROUTES
 
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +59,8 @@ def routes(settings: Settings) -> list[Route | Mount]:
         Route("/healthz/ready", ready, methods=["GET"]),
         *SIGNIN_ROUTES,
         *FEDERATION_ROUTES,
+        *REDEMPTION_ROUTES,
+        *ADMIN_ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     if settings.demo.enabled:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
 from gateway.directory import users
@@ -21,7 +21,7 @@ from gateway.pages import error_page
 from gateway.policy.linking import decide_link
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
-from gateway.signin import transaction
+from gateway.signin import redemption, transaction
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
@@ -34,6 +34,14 @@ class Refusal(Exception):
         self.reason, self.message, self.user_id = reason, message, user_id
 
 
+class NeedsConsent(Exception):
+    """The identity redeems a pending invitation: the guest must accept the consent page first."""
+
+    def __init__(self, guest_id: str) -> None:
+        super().__init__(guest_id)
+        self.guest_id = guest_id
+
+
 async def complete_signin(
     rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity
 ) -> Response:
@@ -42,20 +50,36 @@ async def complete_signin(
     decisions = [audit.decision("authentication", "passed", "upstream_identity_verified")]
     try:
         user = await _resolve_user(rt, signin, identity, connector_type, now, decisions)
-    except Refusal as refusal:
+    except NeedsConsent as consent:
+        return await redemption.ask_consent(rt, signin, consent.guest_id, identity)
+    except (Refusal, redemption.RedemptionRefused) as refusal:
+        user_id = getattr(refusal, "user_id", None) or signin.redeem_user_id
         decisions.append(audit.decision("directory", "refused", refusal.reason))
         await transaction.finish(rt.store, signin.id)
         audit.signin_failed(
             rt,
-            signin.app_id,
+            signin.app_id or None,
             reason=refusal.reason,
             request=request,
             connector_id=identity.connector_id,
-            user_id=refusal.user_id,
+            user_id=user_id,
             decisions=decisions,
         )
         return error_page(request, "You can't sign in here", refusal.message, status=403)
+    return await finish_signin(rt, request, signin, identity, user, decisions)
 
+
+async def finish_signin(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    identity: UpstreamIdentity,
+    user: dict[str, Any],
+    decisions: list[dict[str, str]],
+) -> Response:
+    """The SSO session, the audit record, and the way back: a code to the app, or the invitation's target."""
+    now = rt.now()
+    connector_type = rt.connector_types[identity.connector_id]
     lifetime = rt.settings.tokens.session_seconds
     await rt.sessions.forget(request)
     session, token = await rt.sessions.create(
@@ -73,13 +97,18 @@ async def complete_signin(
     decisions.append(audit.decision("session", "created", "sso_session_started"))
     audit.signin_succeeded(
         rt,
-        signin.app_id,
+        signin.app_id or None,
         user_id=user["id"],
         connector_id=identity.connector_id,
         request=request,
         decisions=decisions,
     )
-    response = await respond_with_code(rt, request, signin, session, fresh=True)
+    if signin.client_id:
+        response = await respond_with_code(rt, request, signin, session, fresh=True)
+    else:  # a redemption from the invitation link: on to inviteRedirectUrl
+        response = RedirectResponse(
+            signin.redirect_uri, status_code=303, headers={"Cache-Control": "no-store"}
+        )
     rt.sessions.attach(response, token, lifetime)
     return response
 
@@ -93,6 +122,12 @@ async def _resolve_user(
     decisions: list[dict[str, str]],
 ) -> dict[str, Any]:
     issuer = directory_issuer(identity, connector_type)
+    if signin.redeem_user_id is not None:  # opened from an invitation link
+        guest = await rt.store.get_user(signin.redeem_user_id)
+        if guest is None:
+            raise Refusal("invitation_not_pending", "This invitation was withdrawn.")
+        await redemption.redemption_check(rt, signin, guest, identity, connector_type)
+        raise NeedsConsent(guest["id"])
     user = await rt.store.find_user_by_identity(issuer, identity.subject)
     if user is not None:
         decisions.append(audit.decision("directory", "found", "existing_user"))
@@ -105,6 +140,10 @@ async def _resolve_user(
     if holder is not None:  # a concurrent first sign-in of this same identity created it meanwhile
         decisions.append(audit.decision("directory", "found", "existing_user"))
         return holder
+    invited = [u for u in same_email if redemption.is_pending_invitation(u)]
+    if len(invited) == 1:  # just-in-time redemption (b2b-concepts §3.4)
+        await redemption.redemption_check(rt, signin, invited[0], identity, connector_type)
+        raise NeedsConsent(invited[0]["id"])
     link = decide_link(
         email=identity.email,
         email_verified=identity.email_verified,
@@ -145,9 +184,8 @@ async def _resolve_user(
 
 
 def _holds(user: dict[str, Any], issuer: str, subject: str) -> bool:
-    return any(
-        i.get("issuer") == issuer and i.get("issuerAssignedId") == subject for i in user.get("identities") or []
-    )
+    identities = user.get("identities") or []
+    return any(i.get("issuer") == issuer and i.get("issuerAssignedId") == subject for i in identities)
 
 
 def _config(rt: Runtime, connector_id: str) -> object:

@@ -18,7 +18,6 @@ from gateway.runtime import Runtime
 from gateway.signin import transaction
 from gateway.signin.federation import start_upstream
 from gateway.signin.transaction import SignIn
-from idp_connectors.base import RedirectConnector
 
 BUTTON_TYPES = {"google": "Google", "facebook": "Facebook", "microsoft": "Microsoft"}
 
@@ -31,7 +30,9 @@ class Button:
 
 def accepted_connectors(rt: Runtime, signin: SignIn) -> list[str] | None:
     app = rt.settings.application(signin.app_id)
-    return app.allowed_connectors if app else []
+    if app is None:  # a redemption from an invitation link: no app yet, every connector may serve
+        return None if signin.redeem_user_id else []
+    return app.allowed_connectors
 
 
 def buttons(rt: Runtime, signin: SignIn) -> list[Button]:
@@ -69,7 +70,7 @@ def route_for_hints(rt: Runtime, signin: SignIn) -> Route | None:
 
 
 def is_upstream(rt: Runtime, connector_id: str) -> bool:
-    return isinstance(rt.connectors.get(connector_id), RedirectConnector)
+    return connector_id in rt.upstream_connectors
 
 
 async def go_upstream(rt: Runtime, request: Request, signin: SignIn, route: Route) -> Response:

@@ -39,6 +39,7 @@ FORM_EXPIRED = "This form is no longer valid. Go back and try again."
 STOPPED = "For your security this sign-in was stopped. Start again from the application."
 IP_LIMITED = "Too many passcodes were requested from your network. Try again later."
 INVALID_EMAIL = "Enter a valid email address."
+NOT_INVITED = "The invitation was sent to another address. Use the address it was sent to."
 NO_ROUTE = "There is no way to sign in to this application with this address. Ask its administrator."
 
 
@@ -88,6 +89,8 @@ def _csrf(rt: Runtime, request: Request, signin: SignIn) -> str:
 
 def _app_name(rt: Runtime, signin: SignIn) -> str:
     app = rt.settings.application(signin.app_id)
+    if app is None and signin.redeem_user_id is not None:
+        return f"{rt.settings.tenant.name} (invitation)"
     return app.name if app else signin.app_id
 
 
@@ -174,6 +177,8 @@ async def submit_email(request: Request) -> Response:
         email = normalise_email(raw)
     except ConnectorError:
         return _email_page(rt, request, signin, error=INVALID_EMAIL, email=raw[:320], status=400)
+    if signin.redeem_user_id is not None and email != signin.login_hint:
+        return _email_page(rt, request, signin, error=NOT_INVITED, email=email, status=400)
     route = discovery.route_for_email(rt, signin, email)
     if route.connector_id is None:
         discovery.refuse_route(rt, request, signin, route)
@@ -229,7 +234,7 @@ async def _send(
             headers={"Retry-After": str(max(counter.expires_in, 1))},
         )
     known = await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
-    deliver = known or _may_sign_up(rt, signin)
+    deliver = known or signin.redeem_user_id is not None or _may_sign_up(rt, signin)
     try:
         await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver)
     except RateLimited as exc:

@@ -37,6 +37,10 @@ class SignIn:
     domain_hint: str | None = None
     hints_used: bool = False
     partner_tenant_id: str | None = None
+    redeem_user_id: str | None = None
+    """Set for a redemption: the invited guest this sign-in redeems (from a ticket, or just in time)."""
+    pending_identity: dict[str, Any] | None = None
+    """The upstream identity waiting on the consent page (raw claims live only here)."""
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~40 µs a call).

@@ -229,7 +229,7 @@ async def test_client_registered_for_basic_cannot_use_client_secret_post(op: Op)
 
 @pytest.mark.parametrize(("grant_type", "error"), [
     ("password", "unsupported_grant_type"),
-    ("client_credentials", "unsupported_grant_type"),
+    ("client_credentials", "unauthorized_client"),  # portal has no api_permissions
     ("implicit\r\nX-Injected:\tyes", "unsupported_grant_type"),
     (None, "invalid_request"),
 ])

@@ -1,0 +1,260 @@
+"""Invitation redemption (b2b-concepts §3): the redeem link, the identity check, the consent page.
+
+``GET /redeem?tenant&user&ticket`` checks the ticket (``gateway.invitations.tickets``) and opens
+a sign-in pre-filled with the invited address; home-realm discovery then picks the home IdP
+as for any sign-in. When the upstream identity comes back, ``redemption_check`` refuses an
+identity whose verified email is not the invited one, a sign-up-only IdP (Facebook), a
+domain blocked since the invitation, or an identity another user already holds. The guest then
+sees the consent page (the organisation's privacy statement, what is shared); accepting binds the
+identity to the guest (sticky until a redemption reset), sets ``externalUserState: Accepted`` and
+continues to ``inviteRedirectUrl`` — or, for a just-in-time redemption during an app's sign-in, to
+the app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway import audit
+from gateway.directory.identities import directory_issuer
+from gateway.directory.users import identity_object, iso
+from gateway.http import BadForm, read_form
+from gateway.invitations.tickets import check_ticket
+from gateway.pages import error_page, render
+from gateway.policy.collaboration import guest_domain
+from gateway.policy.home_realm import email_domain
+from gateway.runtime import Runtime
+from gateway.signin import transaction
+from gateway.signin.transaction import SignIn
+from idp_connectors.base import UpstreamIdentity
+
+INVALID_LINK = "This invitation link is not valid any more. Ask the person who invited you for a new one."
+
+
+class RedemptionRefused(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def is_pending_invitation(user: dict[str, Any]) -> bool:
+    return user.get("creationType") == "Invitation" and user.get("externalUserState") == "PendingAcceptance"
+
+
+async def redeem(request: Request) -> Response:
+    """``GET /redeem``: the link in the invitation mail."""
+    rt: Runtime = request.app.state.runtime
+    params = request.query_params
+    invitation = await check_ticket(
+        rt.store, params.get("tenant", ""), params.get("user", ""), params.get("ticket", ""), now=rt.clock()
+    )
+    if invitation is None or invitation.tenant_id != rt.settings.tenant.id:
+        audit.signin_failed(
+            rt,
+            None,
+            reason="invalid_redeem_ticket",
+            request=request,
+            decisions=[audit.decision("redemption", "refused", "invalid_redeem_ticket")],
+        )
+        return error_page(request, "Invitation link not valid", INVALID_LINK, status=400)
+    user = await rt.store.get_user(invitation.user_id)
+    if user is None or not user.get("accountEnabled", True):
+        return error_page(request, "Invitation link not valid", INVALID_LINK, status=400)
+    if user.get("externalUserState") == "Accepted":
+        # Already redeemed: the link is a way back to the resources (§2.2); the app signs them in.
+        return RedirectResponse(
+            invitation.redirect_url, status_code=303, headers={"Cache-Control": "no-store"}
+        )
+    browser_id = rt.browser.browser_id(request)
+    new_browser = browser_id is None
+    if browser_id is None:
+        browser_id = rt.browser.new_browser_id()
+    signin = SignIn(
+        id=transaction.new_id(),
+        app_id="",
+        client_id="",
+        redirect_uri=invitation.redirect_url,
+        scopes=[],
+        browser=rt.browser.binding(browser_id),
+        created_at=rt.now(),
+        email=invitation.email,
+        login_hint=invitation.email,
+        redeem_user_id=invitation.user_id,
+    )
+    await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
+    response = RedirectResponse(
+        f"/signin/{signin.id}", status_code=303, headers={"Cache-Control": "no-store"}
+    )
+    if new_browser:
+        rt.browser.set_cookie(response, browser_id)
+    return response
+
+
+async def redemption_check(
+    rt: Runtime, signin: SignIn, guest: dict[str, Any], identity: UpstreamIdentity, connector_type: str
+) -> None:
+    """May this identity redeem this invitation? Raises ``RedemptionRefused`` with a reason code."""
+    if not is_pending_invitation(guest) or not guest.get("accountEnabled", True):
+        raise RedemptionRefused(
+            "invitation_not_pending", "This invitation has already been used or withdrawn."
+        )
+    config = next(c for c in rt.settings.connectors if c.id == identity.connector_id)
+    if type(config).signup_only:
+        raise RedemptionRefused("connector_cannot_redeem", "This sign-in method cannot accept invitations.")
+    invited = (guest.get("mail") or "").lower()
+    if not identity.email_verified or (identity.email or "").lower() != invited:
+        raise RedemptionRefused(
+            "redeemer_email_mismatch",
+            f"The invitation was sent to {invited}. Sign in with the account for that address.",
+        )
+    domain = email_domain(invited) or ""
+    if not guest_domain(domain, rt.settings.external_collaboration).allowed:
+        raise RedemptionRefused(
+            "domain_blocked", "This organisation no longer accepts guests from your domain."
+        )
+    holder = await rt.store.find_user_by_identity(
+        directory_issuer(identity, connector_type), identity.subject
+    )
+    if holder is not None and holder["id"] != guest["id"]:
+        raise RedemptionRefused(
+            "identity_already_used", "This account already belongs to another guest here."
+        )
+
+
+async def ask_consent(rt: Runtime, signin: SignIn, guest_id: str, identity: UpstreamIdentity) -> Response:
+    signin.redeem_user_id = guest_id
+    signin.pending_identity = dataclasses.asdict(identity)
+    remaining = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
+    await transaction.save(rt.store, signin, max(remaining, 1))
+    return RedirectResponse(
+        f"/signin/{signin.id}/consent", status_code=303, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
+    rt: Runtime = request.app.state.runtime
+    signin = await transaction.load(rt.store, request.path_params["signin_id"])
+    if signin is None or signin.pending_identity is None or signin.redeem_user_id is None:
+        return error_page(
+            request, "Sign-in expired", "Start again from the invitation or the app.", status=400
+        )
+    if not rt.browser.matches(signin.browser, request):
+        return error_page(
+            request, "Wrong browser", "This sign-in was started in another browser.", status=403
+        )
+    return rt, signin
+
+
+async def consent_page(request: Request) -> Response:
+    loaded = await _load(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin = loaded
+    browser_id = rt.browser.browser_id(request)
+    assert browser_id is not None
+    identity = signin.pending_identity or {}
+    return render(
+        request,
+        "consent.html",
+        {
+            "signin": signin,
+            "csrf": rt.browser.csrf_token(signin.id, browser_id),
+            "email": identity.get("email"),
+            "name": identity.get("name"),
+            "privacy_url": rt.settings.invitations.privacy_statement_url,
+        },
+    )
+
+
+async def submit_consent(request: Request) -> Response:
+    loaded = await _load(request)
+    if isinstance(loaded, Response):
+        return loaded
+    rt, signin = loaded
+    try:
+        form = await read_form(request)
+    except BadForm as exc:
+        return error_page(request, "Invalid request", str(exc), status=400)
+    csrf = form.get("csrf")
+    if not rt.browser.check_csrf(signin.id, request, csrf if isinstance(csrf, str) else None):
+        return error_page(
+            request, "Form expired", "This form is no longer valid. Go back and try again.", status=403
+        )
+    assert signin.pending_identity is not None and signin.redeem_user_id is not None
+    identity = UpstreamIdentity(**signin.pending_identity)
+    if form.get("decision") != "accept":
+        await transaction.finish(rt.store, signin.id)
+        audit.signin_failed(
+            rt,
+            signin.app_id or None,
+            reason="consent_declined",
+            request=request,
+            connector_id=identity.connector_id,
+            user_id=signin.redeem_user_id,
+            decisions=[audit.decision("redemption", "declined", "consent_declined")],
+        )
+        return render(request, "declined.html", {}, status=200)
+    from gateway.signin.complete import finish_signin
+
+    guest = await _accept(rt, signin, identity)
+    if isinstance(guest, RedemptionRefused):
+        await transaction.finish(rt.store, signin.id)
+        audit.signin_failed(
+            rt,
+            signin.app_id or None,
+            reason=guest.reason,
+            request=request,
+            connector_id=identity.connector_id,
+            user_id=signin.redeem_user_id,
+            decisions=[audit.decision("redemption", "refused", guest.reason)],
+        )
+        return error_page(request, "You can't accept this invitation", guest.message, status=403)
+    decisions = [
+        audit.decision("authentication", "passed", "upstream_identity_verified"),
+        audit.decision("redemption", "accepted", "invitation_redeemed"),
+    ]
+    return await finish_signin(rt, request, signin, identity, guest, decisions)
+
+
+async def _accept(
+    rt: Runtime, signin: SignIn, identity: UpstreamIdentity
+) -> dict[str, Any] | RedemptionRefused:
+    """Bind the identity to the guest and mark the invitation accepted."""
+    assert signin.redeem_user_id is not None
+    guest = await rt.store.get_user(signin.redeem_user_id)
+    connector_type = rt.connector_types[identity.connector_id]
+    if guest is None:
+        return RedemptionRefused("invitation_not_pending", "This invitation was withdrawn.")
+    try:
+        await redemption_check(rt, signin, guest, identity, connector_type)
+    except RedemptionRefused as refused:
+        return refused
+    issuer = directory_issuer(identity, connector_type)
+    if not await rt.store.add_identity(
+        guest["id"], issuer, identity.subject, identity_object(issuer, identity.subject)
+    ):
+        return RedemptionRefused(
+            "identity_already_used", "This account already belongs to another guest here."
+        )
+    guest = await rt.store.get_user(guest["id"])
+    assert guest is not None
+    now = iso(rt.now())
+    guest["identities"] = [identity_object(issuer, identity.subject)]
+    guest["externalUserState"] = "Accepted"
+    guest["externalUserStateChangeDateTime"] = now
+    if not guest.get("displayName") and identity.name:
+        guest["displayName"] = identity.name
+    await rt.store.update_user(guest)
+    return guest
+
+
+ROUTES = [
+    Route("/redeem", redeem, methods=["GET"]),
+    Route("/signin/{signin_id}/consent", consent_page, methods=["GET"]),
+    Route("/signin/{signin_id}/consent", submit_consent, methods=["POST"]),
+]
