@@ -105,3 +105,33 @@ def signin_failed(
             decisions=decisions or [],
         )
     )
+
+
+def admin_action(
+    rt: Runtime,
+    request: Request,
+    *,
+    action: str,
+    result: str,
+    actor: dict[str, str] | None,
+    target: str | None,
+    reasons: list[str],
+    detail: str | None = None,
+) -> None:
+    """One record per admin API action (``invite``, ...): who did it to which object, and why it
+    ended so. ``actor`` is ``{"kind": "user"|"app", "id"}`` or None when the caller was not
+    authenticated; ``result`` is ``success`` or ``failure``; ``reasons`` are stable codes."""
+    _emit(
+        {
+            "event": "admin",
+            "action": action,
+            "result": result,
+            "time": round(rt.clock(), 3),
+            "tenant": rt.settings.tenant.id,
+            "actor": actor,
+            "target": target,
+            "ip": client_ip(request),
+            "reasons": reasons,
+            "detail": detail,
+        }
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from gateway.http import page_headers
 
@@ -22,10 +22,11 @@ def render(
     merged = page_headers(form_action)
     if headers:
         merged.update(headers)
-    response: Response = request.app.state.runtime.templates.TemplateResponse(
-        request, template, context, status_code=status, headers=merged
-    )
-    return response
+    # Rendered here rather than through ``TemplateResponse``: no template uses context
+    # processors, and a plain ``HTMLResponse`` skips starlette's debug-extension plumbing.
+    context.setdefault("request", request)
+    html = request.app.state.runtime.template(template).render(context)
+    return HTMLResponse(html, status_code=status, headers=merged)
 
 
 def error_page(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import jinja2
 from starlette.templating import Jinja2Templates
 
 from gateway.mail.outbox import Outbox, open_outbox
@@ -29,7 +31,7 @@ from gateway.signin.sessions import Sessions
 from gateway.store.base import Store
 from gateway.store.factory import open_store
 from gateway.tokens.keys import KeyRing, ensure_keys
-from idp_connectors.base import Connector, ConnectorContext
+from idp_connectors.base import Connector, ConnectorContext, RedirectConnector
 from idp_connectors.email_otp.config import EmailOtpConfig
 from idp_connectors.email_otp.connector import EmailOtpConnector
 from idp_connectors.registry import ConnectorConfig
@@ -75,9 +77,23 @@ class Runtime:
     http: httpx.AsyncClient
     clock: Callable[[], float] = time.time
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _compiled: dict[str, jinja2.Template] = field(default_factory=dict)
+
+    def template(self, name: str) -> jinja2.Template:
+        """A page template, looked up once (Jinja's own lookup takes a lock and an LRU step)."""
+        found = self._compiled.get(name)
+        if found is None:
+            found = self._compiled[name] = self.templates.get_template(name)
+        return found
 
     def now(self) -> int:
         return int(self.clock())
+
+    @functools.cached_property
+    def upstream_connectors(self) -> frozenset[str]:
+        """Ids of the connectors that redirect to an upstream IdP (checked once: an
+        ``isinstance`` against a runtime-checkable protocol costs ~15 µs a call)."""
+        return frozenset(cid for cid, c in self.connectors.items() if isinstance(c, RedirectConnector))
 
     @property
     def secure_cookies(self) -> bool:

@@ -9,7 +9,6 @@ for another.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import secrets
@@ -52,7 +51,7 @@ class SecretBox:
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """HMAC-SHA256 of ``value`` under the current secret: for values kept at rest."""
-        return _b64(hmac.new(self._subkey(0, purpose), value.encode(), hashlib.sha256).digest())
+        return _b64(hmac.digest(self._subkey(0, purpose), value.encode(), "sha256"))
 
     def mac(self, purpose: str, value: str) -> str:
         return self.keyed_hash(purpose, value)
@@ -61,7 +60,7 @@ class SecretBox:
         """Constant-time check of ``tag`` against every configured secret."""
         ok = False
         for index in range(len(self._masters)):
-            expected = _b64(hmac.new(self._subkey(index, purpose), value.encode(), hashlib.sha256).digest())
+            expected = _b64(hmac.digest(self._subkey(index, purpose), value.encode(), "sha256"))
             ok |= hmac.compare_digest(expected, tag)
         return ok
 

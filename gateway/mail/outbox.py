@@ -4,10 +4,10 @@
   ``gateway.mail`` log and is printed as a framed block on stderr, so whoever runs the
   gateway locally sees the passcode in the terminal.
 - ``SmtpOutbox`` (``mail.smtp:``): ``send`` puts the message on a bounded in-memory
-  queue and returns; a background task delivers it with smtplib on its own worker thread
-  over one SMTP session kept open between messages (``smtp.SmtpClient``: closed after a
-  while without mail, replaced when the server dropped it), retrying temporary failures
-  (3 attempts in all) and logging what it could not deliver.
+  queue and returns; a background task delivers it over one SMTP session kept open
+  between messages (``client.SmtpClient``, asyncio: closed after ``idle_seconds`` without
+  mail, replaced when the server dropped it), retrying temporary failures (3 attempts in
+  all) and logging what it could not deliver.
   Nothing is ever raised into request handling. Mail still queued when the process
   stops is lost after a bounded drain, which suits codes that expire in minutes.
 
@@ -21,19 +21,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
-from gateway.mail.smtp import (
-    IDLE_SECONDS,
-    Composer,
-    Envelope,
-    SmtpClient,
-    check_transport,
-    is_permanent,
-    mask_address,
-)
+from gateway.mail.client import IDLE_SECONDS, SmtpClient
+from gateway.mail.smtp import Composer, Envelope, check_transport, is_permanent, mask_address
 from gateway.settings.models import Mail, Smtp
 from idp_connectors.base import MailMessage
 
@@ -42,8 +34,6 @@ logger = logging.getLogger("gateway.mail")
 RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
 DRAIN_TIMEOUT_SECONDS = 10.0
 MAX_QUEUED = 1000
-
-T = TypeVar("T")
 
 
 class Outbox(Protocol):
@@ -118,7 +108,8 @@ class SmtpOutbox:
         self._drain_timeout = drain_timeout
         self._queue: asyncio.Queue[MailMessage] = asyncio.Queue(maxsize=max_queued)
         self._worker: asyncio.Task[None] | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()  # closes, attempts outliving stop()
 
     def __repr__(self) -> str:
         return f"SmtpOutbox(host={self._smtp.host!r}, port={self._smtp.port})"
@@ -139,8 +130,6 @@ class SmtpOutbox:
 
     async def start(self) -> None:
         if self._worker is None or self._worker.done():
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-smtp")
             self._worker = asyncio.create_task(self._run(), name="smtp-outbox")
 
     async def stop(self) -> None:
@@ -155,35 +144,37 @@ class SmtpOutbox:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            # QUIT after any attempt still in flight; never wait on the server from the loop.
-            thread.submit(self._client.close)
-            thread.shutdown(wait=False)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._client.busy:  # an attempt is still in flight: QUIT once it is done, in the background
+            self._in_background(self._client.close())
+        else:
+            await self._client.close()
 
-    async def _in_thread(self, call: Callable[..., T], *args: object) -> T:
-        assert self._thread is not None
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
-    async def _next(self) -> MailMessage:
-        """The next message; an SMTP session left idle meanwhile is closed (QUIT)."""
-        if not (self._queue.empty() and self._client.connected):
-            return await self._queue.get()
-        try:
-            return await asyncio.wait_for(self._queue.get(), self._idle_seconds)
-        except TimeoutError:
-            await self._in_thread(self._client.close)
-            return await self._queue.get()
+    def _close_if_idle(self) -> None:
+        """Timer callback: QUIT the SMTP session when no mail came for ``idle_seconds``."""
+        if self._queue.empty() and not self._client.busy and self._client.connected:
+            self._in_background(self._client.close())
 
     async def _run(self) -> None:
         while True:
-            message = await self._next()
+            message = await self._queue.get()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             try:
                 await self._deliver(message)
             except Exception:  # the worker must outlive any one message
                 logger.exception("mail to %s not delivered", mask_address(message.to))
             finally:
                 self._queue.task_done()
+                loop = asyncio.get_running_loop()
+                self._idle_timer = loop.call_later(self._idle_seconds, self._close_if_idle)
 
     async def _deliver(self, message: MailMessage) -> None:
         to = mask_address(message.to)
@@ -195,7 +186,8 @@ class SmtpOutbox:
         attempts = len(self._retry_delays) + 1
         for attempt in range(1, attempts + 1):
             try:
-                await self._in_thread(self._client.send, envelope)
+                # Shielded: stopping the outbox does not cut an attempt short mid-conversation.
+                await asyncio.shield(self._in_background(self._client.send(envelope)))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if is_permanent(exc) or attempt == attempts:

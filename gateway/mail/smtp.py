@@ -1,4 +1,4 @@
-"""The blocking SMTP side of the outbox: compose the RFC 5322 message, hand it to a server.
+"""What the outbox sends, and the rules around it: the RFC 5322 message, transport checks, errors.
 
 ``Composer`` turns a ``MailMessage`` into an ``Envelope``: the envelope addresses and the
 message as CRLF bytes (From, To, Subject, Date, Message-ID, Auto-Submitted, MIME-Version;
@@ -8,14 +8,9 @@ which folds it and encodes non-ASCII text as RFC 2047 encoded words. Bodies are 
 they are ASCII with short lines, else base64 of their UTF-8. This costs a few dozen µs where
 ``EmailMessage`` plus its generator cost well over a millisecond a message.
 
-``SmtpClient`` keeps one SMTP session open between messages: each ``send`` is one delivery
-attempt; a reused session is probed with RSET first and silently replaced when the server
-has dropped it, and it is closed after ``IDLE_SECONDS`` without mail or ``MAX_MESSAGES``
-messages. The TLS context is created once per client (loading the CA bundle costs ~25 ms),
-and the EHLO name is looked up once per client, not once per connection.
-
-Everything here is synchronous (stdlib ``smtplib``); ``outbox.SmtpOutbox`` runs it on one
-worker thread. Nothing here logs, so settings (and the password) never reach a log.
+``check_transport`` refuses to send a password in clear text to another machine;
+``is_permanent`` tells the failures worth retrying from the others; ``mask_address`` is how
+addresses appear in logs. The SMTP conversation itself is ``client.SmtpClient``'s.
 """
 
 from __future__ import annotations
@@ -23,9 +18,7 @@ from __future__ import annotations
 import base64
 import secrets
 import smtplib
-import socket
 import ssl
-import time
 from dataclasses import dataclass
 from email import policy
 from email.utils import formatdate, parseaddr
@@ -33,8 +26,6 @@ from email.utils import formatdate, parseaddr
 from gateway.settings.models import Smtp, is_loopback_host
 from idp_connectors.base import MailMessage
 
-IDLE_SECONDS = 30.0  # well under the 5 minutes a server waits (RFC 5321 4.5.3.2.7)
-MAX_MESSAGES = 100  # messages per session, then a fresh connection (servers cap this too)
 MAX_PLAIN_HEADER = 78  # RFC 5322 2.1.1: longer lines are folded
 MAX_7BIT_LINE = 998
 CRLF = "\r\n"
@@ -130,111 +121,6 @@ class Composer:
         return Envelope(self.sender, recipient, message_id, data)
 
 
-class SmtpClient:
-    """One SMTP session kept open between messages; use from one thread at a time."""
-
-    def __init__(
-        self, smtp: Smtp, *, idle_seconds: float = IDLE_SECONDS, max_messages: int = MAX_MESSAGES
-    ) -> None:
-        check_transport(smtp)
-        self._smtp = smtp
-        self._idle_seconds = idle_seconds
-        self._max_messages = max_messages
-        self._context: ssl.SSLContext | None = None
-        self._local_hostname: str | None = None
-        self._client: smtplib.SMTP | None = None
-        self._sent = 0
-        self._last_used = 0.0
-        self.connections = 0  # sessions opened so far (for tests and diagnostics)
-
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
-
-    def _tls(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = ssl.create_default_context()
-        return self._context
-
-    def _connect(self) -> smtplib.SMTP:
-        smtp = self._smtp
-        if self._local_hostname is None:
-            self._local_hostname = socket.getfqdn()
-        client: smtplib.SMTP
-        if smtp.ssl:
-            client = smtplib.SMTP_SSL(
-                smtp.host, smtp.port, local_hostname=self._local_hostname,
-                timeout=smtp.timeout_seconds, context=self._tls(),
-            )  # fmt: skip
-        else:
-            client = smtplib.SMTP(
-                smtp.host, smtp.port, local_hostname=self._local_hostname, timeout=smtp.timeout_seconds
-            )
-        try:
-            client.ehlo()
-            if smtp.starttls:
-                client.starttls(context=self._tls())
-                client.ehlo()
-            if smtp.username is not None and smtp.password is not None:
-                client.login(smtp.username, smtp.password)
-        except BaseException:
-            client.close()
-            raise
-        self.connections += 1
-        self._sent = 0
-        return client
-
-    def _session(self) -> smtplib.SMTP:
-        """The open session if it is still good (RSET answers 250), else a new one."""
-        client = self._client
-        if client is not None:
-            stale = (
-                time.monotonic() - self._last_used > self._idle_seconds or self._sent >= self._max_messages
-            )
-            if stale:
-                self.close()
-            else:
-                try:
-                    if client.rset()[0] == 250:
-                        return client
-                except (smtplib.SMTPException, OSError):
-                    pass
-                self._drop()
-        self._client = self._connect()
-        return self._client
-
-    def send(self, envelope: Envelope) -> None:
-        """One delivery attempt; raises what the server or the network said."""
-        client = self._session()
-        try:
-            client.sendmail(envelope.sender, [envelope.recipient], envelope.data)
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError):
-            # The server answered (smtplib has reset the transaction): the session stays usable.
-            self._last_used = time.monotonic()
-            raise
-        except BaseException:
-            self._drop()
-            raise
-        self._sent += 1
-        self._last_used = time.monotonic()
-
-    def _drop(self) -> None:
-        """Forget the session without talking to the server."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    def close(self) -> None:
-        """End the session politely (QUIT), if one is open."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            client.quit()
-        except (smtplib.SMTPException, OSError):
-            client.close()
-
-
 def is_permanent(exc: BaseException) -> bool:
     """True when trying again cannot help: a 5xx answer, a missing extension, a bad certificate."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
@@ -252,4 +138,4 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-__all__ = ["Composer", "Envelope", "SmtpClient", "check_transport", "is_permanent", "mask_address"]
+__all__ = ["Composer", "Envelope", "check_transport", "is_permanent", "mask_address"]

@@ -21,7 +21,7 @@ from gateway.oidc.errors import (
 )
 from gateway.settings.models import Application, OidcClient, Settings
 
-SUPPORTED_SCOPES = ("openid", "profile", "email", "offline_access")
+SUPPORTED_SCOPES = ("openid", "profile", "email", "offline_access", "directory.access")
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 _CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _MAX_PARAM = 2048

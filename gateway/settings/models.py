@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from gateway.settings.directory import Directory, Invitations
 from gateway.settings.federation import CrossTenantAccess, Redemption
 from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
@@ -291,6 +292,8 @@ class Settings(Strict):
     limits: Limits = Limits()
     cross_tenant_access: CrossTenantAccess = CrossTenantAccess()
     redemption: Redemption = Redemption()
+    directory: Directory = Directory()
+    invitations: Invitations = Invitations()
 
     @field_validator("issuer")
     @classmethod

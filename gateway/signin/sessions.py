@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from starlette.requests import Request
@@ -35,7 +35,11 @@ class SsoSession:
     connector_id: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value.
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(SsoSession))
 
 
 class Sessions:

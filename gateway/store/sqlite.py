@@ -1,18 +1,25 @@
 """SQLite backend: the embedded default for a single node (any number of worker processes).
 
-Each store instance owns one read-write connection on one dedicated worker thread
-(``worker.WorkerThread``): every write, and everything that may wait for a lock, is exactly one
-executor hop there. The connection runs in WAL mode with ``synchronous=NORMAL`` and a 5 s busy
-timeout; every write is one ``BEGIN IMMEDIATE`` transaction, so several processes (``uvicorn
---workers N``) can share the file.
+Each store instance has two connections to the file, both in WAL mode with
+``synchronous=NORMAL`` (a commit appends to the log and does not fsync) and ``foreign_keys``:
 
-Point lookups (``get``, ``ttl``, the user finders, signing keys, meta) run on the calling
-event loop instead, on a second connection that is ``query_only`` with ``busy_timeout = 0``:
-a WAL read never waits for a writer, costs ~5-15 µs, and the hop it saves costs ~60 µs of
-CPU. Should that read ever meet ``SQLITE_BUSY`` (WAL recovery, a concurrent checkpoint
-resetting the log) it is redone on the worker thread, which may wait. Each lookup steps its
-statement to the end, so no read transaction outlives the call and the next lookup sees every
-commit made before it (docs/adr/0004-sqlite-point-reads-on-the-event-loop.md).
+- the *loop connection*, opened on the event loop's thread on first use, with
+  ``busy_timeout = 0`` and ``wal_autocheckpoint = 0``. Every lookup and every write runs on
+  it, synchronously, in a few tens of µs: a WAL read never waits for a writer, and a write
+  either gets the write lock at once (``BEGIN IMMEDIATE``) or fails with ``SQLITE_BUSY``
+  without waiting. No checkpoint and no purge ever runs on it, so it never fsyncs.
+- the *worker connection*, on one dedicated thread (``worker.WorkerThread``) with a 5 s busy
+  timeout. It does whatever may wait or take long: an operation that met ``SQLITE_BUSY`` on
+  the loop (another process held the write lock) is redone there from the start; a write
+  that falls due for maintenance (the purge of expired rows, at most once a minute; a
+  ``PASSIVE`` checkpoint every ``CHECKPOINT_EVERY`` loop commits) runs there with it; and
+  ``migrate``. Before the loop connection exists (or when it cannot be opened), everything
+  runs there, as it always did.
+
+Why: the thread hop cost ~60-100 µs of CPU per operation, more than the SQLite work
+(docs/adr/0004-sqlite-on-the-event-loop-without-waiting.md). Every write is still one
+``BEGIN IMMEDIATE`` transaction, so several processes (``uvicorn --workers N``) can share the
+file, and each lookup steps its statement to the end, so no read transaction outlives a call.
 
 ``consume`` and ``incr`` are single atomic statements (``UPDATE … RETURNING`` / upsert
 ``RETURNING``, SQLite >= 3.35). SQL text is constant, so each connection's statement cache
@@ -68,6 +75,7 @@ Work = Callable[[sqlite3.Connection, float], T]
 
 BUSY_TIMEOUT_SECONDS = 5.0
 PURGE_INTERVAL_SECONDS = 60.0
+CHECKPOINT_EVERY = 1000  # loop commits between checkpoints: a log of some 5000 pages (~20 MB) at most
 PURGE_BATCH = 500
 MIN_SQLITE = (3, 35, 0)
 BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes: try the worker
@@ -146,6 +154,11 @@ SET_SCHEMA_VERSION = """INSERT INTO meta (name, value) VALUES ('schema_version',
 ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in BUSY_CODES
+
+
 def _one(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Any:
     """The first row of a point query, its statement stepped to the end (no read stays open)."""
     rows = conn.execute(sql, params).fetchall()
@@ -165,6 +178,7 @@ class SQLiteStore:
         *,
         clock: Callable[[], float] = time.time,
         purge_interval: float = PURGE_INTERVAL_SECONDS,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
@@ -173,15 +187,19 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self._clock = clock
         self._purge_interval = purge_interval
+        self._checkpoint_every = checkpoint_every
         self._worker = WorkerThread("gateway-sqlite")
         self._closed = False
-        # Touched only on the worker thread:
+        # The worker connection, touched only on the worker thread:
         self._conn: sqlite3.Connection | None = None
+        # Set on the worker, read on the loop to route a write that falls due for maintenance
+        # (a stale read costs at most one write routed one way rather than the other):
         self._next_purge = float("-inf")
-        # Touched only on the thread that opened it (the event loop's):
-        self._reader: sqlite3.Connection | None = None
-        self._reader_thread: int | None = None
-        self.busy_fallbacks = 0  # lookups that met SQLITE_BUSY on the loop and went to the worker
+        self._loop_commits = 0  # since the last checkpoint
+        # The loop connection, touched only on the thread that opened it (the event loop's):
+        self._loop_conn: sqlite3.Connection | None = None
+        self._loop_thread: int | None = None
+        self.busy_fallbacks = 0  # operations that met SQLITE_BUSY on the loop and went to the worker
 
     # -- worker-thread plumbing --------------------------------------------------------
 
@@ -220,6 +238,9 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._loop_commits >= self._checkpoint_every:
+            self._loop_commits = 0
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return result
 
     def _purge(self, conn: sqlite3.Connection, now: float) -> None:
@@ -274,13 +295,14 @@ class SQLiteStore:
     async def _read(self, work: Work[T]) -> T:
         return await self._submit(self._read_now, work)
 
-    # -- event-loop lookups ------------------------------------------------------------
+    # -- the loop connection ------------------------------------------------------------
 
-    def _open_reader(self) -> sqlite3.Connection | None:
-        """This thread's query-only connection (opened on first use), or None when the reader
-        belongs to another thread or the file cannot be opened yet (the worker then answers)."""
-        if self._reader is not None:
-            return self._reader if self._reader_thread == threading.get_ident() else None
+    def _open_loop_conn(self) -> sqlite3.Connection | None:
+        """This thread's loop connection (opened on first use), or None when it belongs to
+        another thread or the file is not ready (absent, not yet in WAL mode): then the worker
+        answers."""
+        if self._loop_conn is not None:
+            return self._loop_conn if self._loop_thread == threading.get_ident() else None
         uri = Path(self.path).absolute().as_uri() + "?mode=rw"  # never creates the file
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, cached_statements=64)
@@ -288,29 +310,60 @@ class SQLiteStore:
             return None
         try:
             conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("PRAGMA query_only = 1")
-        except BaseException:
+            mode = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except sqlite3.OperationalError:
             conn.close()
-            raise
-        self._reader, self._reader_thread = conn, threading.get_ident()
+            return None
+        if str(mode).lower() != "wal":
+            conn.close()
+            return None
+        self._loop_conn, self._loop_thread = conn, threading.get_ident()
         return conn
 
-    async def _lookup(self, work: Work[T]) -> T:
-        """Run a read-only ``work`` on this thread's reader; on the worker if it is busy."""
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the store is closed")
-        conn = self._open_reader()
+
+    async def _lookup(self, work: Work[T]) -> T:
+        """Run a read-only ``work`` on the loop connection; on the worker if it is busy."""
+        self._check_open()
+        conn = self._open_loop_conn()
         if conn is not None:
             try:
                 return work(conn, self._clock())
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in BUSY_CODES:
+                if not _busy(exc):
                     raise
                 self.busy_fallbacks += 1
         return await self._read(work)
 
     async def _write(self, work: Work[T]) -> T:
-        return await self._submit(self._write_now, work)
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the loop connection; on the
+        worker when maintenance is due or the write lock is taken (then it may wait)."""
+        self._check_open()
+        conn = self._open_loop_conn()
+        now = self._clock()
+        if conn is None or now >= self._next_purge or self._loop_commits >= self._checkpoint_every:
+            return await self._submit(self._write_now, work)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            self.busy_fallbacks += 1  # nothing was written: do it all again where waiting is fine
+            return await self._submit(self._write_now, work)
+        self._loop_commits += 1
+        return result
 
     # -- Store -------------------------------------------------------------------------
 
@@ -323,9 +376,9 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        reader, self._reader = self._reader, None
-        if reader is not None and self._reader_thread == threading.get_ident():
-            reader.close()
+        loop_conn, self._loop_conn = self._loop_conn, None
+        if loop_conn is not None and self._loop_thread == threading.get_ident():
+            loop_conn.close()
         await self._worker.run(self._close_now)
         self._worker.stop()
 

@@ -17,6 +17,8 @@ MAX_ID_LENGTH = 1024
 MAX_TTL = 10 * 366 * 86400
 SCHEMA_VERSION = 2  # 1: first release; 2: users indexed by mail
 MAX_USER_MAILS = 250
+# One encoder for every write: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def check_key(kind: str, id: str) -> None:
@@ -55,7 +57,7 @@ def encode(what: str, value: JSON) -> str:
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from exc
 

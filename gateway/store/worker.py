@@ -80,6 +80,7 @@ class WorkerThread:
                 loop.call_soon_threadsafe(reply[0], future, reply[1])
 
     def stop(self) -> None:
-        """Let the thread end once the calls queued so far are done."""
+        """Let the thread end once the calls queued so far are done (a stopped worker is not
+        started again: make a new one)."""
         if self._thread is not None:
             self._queue.put(None)

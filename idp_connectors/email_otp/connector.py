@@ -115,7 +115,9 @@ class EmailOtpConnector:
         return self.ctx.keyed_hash("passcode-address", email)
 
     def _new_code(self) -> str:
-        return "".join(secrets.choice("0123456789") for _ in range(self.policy.length))
+        """``length`` uniform decimal digits: a uniform number below 10**length, zero-padded."""
+        length = self.policy.length
+        return str(secrets.randbelow(10**length)).zfill(length)
 
     async def _lock(self, challenge_id: str) -> None:
         await self.ctx.state.put(KIND_LOCK, challenge_id, {}, ATTEMPT_WINDOW_SECONDS)

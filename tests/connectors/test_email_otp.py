@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 
 import pytest
 from pydantic import ValidationError
@@ -96,6 +97,19 @@ async def test_codes_use_every_digit_including_leading_zeros() -> None:
     codes = [await h.send(challenge=f"c{i}") for i in range(60)]
     assert set("".join(codes)) == set("0123456789")
     assert len(set(codes)) == len(codes)
+
+
+async def test_a_small_draw_is_zero_padded_to_the_full_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[int] = []
+
+    def randbelow(limit: int) -> int:
+        drawn.append(limit)
+        return 42
+
+    monkeypatch.setattr(secrets, "randbelow", randbelow)  # the module the connector draws from
+    h = Harness(PasscodePolicy(length=6))
+    assert await h.send() == "000042"
+    assert drawn == [10**6]  # one uniform draw over every 6-digit code
 
 
 async def test_address_is_normalised_for_mail_and_identity(h: Harness) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import email
 import logging
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -107,6 +108,7 @@ async def test_a_temporary_refusal_is_retried(
     assert extract_passcode(message) == "11112222"
     await outbox.stop()
     assert smtp_server.data_commands == 2
+    assert outbox.client.connections == 1  # a refusal resets the transaction, not the session
     assert "attempt 1 of 3 failed" in caplog_mail.text
     assert "mail to g***@fabrikam.example delivered" in caplog_mail.text
 
@@ -347,6 +349,23 @@ async def test_a_session_the_server_dropped_is_replaced_without_a_failed_attempt
         assert server.data_commands == 2
         assert outbox.client.connections == 2
         await outbox.stop()
+    assert "failed" not in caplog_mail.text
+
+
+async def test_a_session_lost_without_a_word_is_replaced_without_a_failed_attempt(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail("11111111"))
+    await smtp_server.wait_for(to=TO, timeout=5)
+    session = outbox.client._session
+    assert session is not None
+    session.writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)  # the network drops it
+    outbox.send(passcode_mail("22222222"))
+    assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "22222222"
+    assert smtp_server.data_commands == 2
+    assert outbox.client.connections == 2
     assert "failed" not in caplog_mail.text
 
 

@@ -28,6 +28,7 @@ async def hammer(store: SQLiteStore, codes: int) -> tuple[list[int], int, list[i
             if consumed.first:
                 firsts.append(n)
         values.append((await store.incr("hits", "shared", 3600)).value)
+        await asyncio.sleep(0)  # store operations on the loop never suspend: let the other store run
     return firsts, seen, values
 
 
@@ -46,6 +47,7 @@ async def main(path: str, codes: int) -> None:
                 "firsts": [n for firsts, _, _ in results for n in firsts],
                 "seen": sum(seen for _, seen, _ in results),
                 "values": [v for _, _, values in results for v in values],
+                "busy_fallbacks": sum(store.busy_fallbacks for store in stores),
             }
         ),
         flush=True,

@@ -1,10 +1,12 @@
-"""SQLite-specific behaviour: connection settings, the worker thread, purging, schema guard,
-and exactly-once semantics across two OS processes sharing one file."""
+"""SQLite-specific behaviour: connection settings, what runs on the loop and what on the worker
+thread, purging, checkpoints, schema guard, and exactly-once semantics across two OS processes
+sharing one file."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -39,15 +41,120 @@ async def test_connection_uses_wal_normal_sync_and_busy_timeout(sqlite_store: SQ
     assert await sqlite_store._read(pragmas) == ("wal", 1, 5000, 1)  # synchronous 1 = NORMAL
 
 
-async def test_all_work_runs_on_one_dedicated_thread(sqlite_store: SQLiteStore) -> None:
+async def test_the_loop_connection_never_waits_and_never_checkpoints(sqlite_store: SQLiteStore) -> None:
+    def pragmas(conn: sqlite3.Connection, now: float) -> tuple[str, int, int, int, int]:
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+            conn.execute("PRAGMA busy_timeout").fetchone()[0],
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+        )
+
+    assert await sqlite_store._lookup(pragmas) == ("wal", 1, 0, 1, 0)
+
+
+async def test_worker_work_runs_on_one_dedicated_thread(sqlite_store: SQLiteStore) -> None:
     def thread(conn: sqlite3.Connection, now: float) -> tuple[int, str]:
         return threading.get_ident(), threading.current_thread().name
 
-    seen = {await sqlite_store._read(thread) for _ in range(5)} | {await sqlite_store._write(thread)}
+    seen = {await sqlite_store._read(thread) for _ in range(5)}
+    seen.add(await sqlite_store._submit(sqlite_store._write_now, thread))
     assert len(seen) == 1
     ident, name = seen.pop()
     assert ident != threading.get_ident()
     assert name.startswith("gateway-sqlite")
+
+
+async def test_lookups_and_writes_run_on_the_loop_without_the_worker(sqlite_store: SQLiteStore) -> None:
+    await sqlite_store.put("code", "first", {}, 600)  # the first write also purges: on the worker
+    release = threading.Event()
+    blocked = asyncio.ensure_future(sqlite_store._worker.run(release.wait, 10))
+    try:
+        await sqlite_store.put("code", "a", {"n": 1}, 600, grant_id="g")
+        assert await sqlite_store.get("code", "a") == {"n": 1}
+        assert (await sqlite_store.incr("hits", "a", 60)).value == 1
+        consumed = await sqlite_store.consume("code", "a")
+        assert consumed is not None and consumed.first
+        assert await sqlite_store.create_user({"id": "u1", "mail": "a@b.example"}, [("mail", "a@b.example")])
+        assert (await sqlite_store.find_user_by_identity("mail", "a@b.example") or {}).get("id") == "u1"
+        assert await sqlite_store.revoke_grant("g") == 1
+        await sqlite_store.delete("hits", "a")
+        assert not blocked.done()  # all of it ran while the worker thread was stuck
+    finally:
+        release.set()
+        await blocked
+    assert sqlite_store.busy_fallbacks == 0
+
+
+async def test_a_write_that_meets_a_held_write_lock_waits_on_the_worker_not_the_loop(
+    sqlite_store: SQLiteStore,
+) -> None:
+    await sqlite_store.put("code", "first", {}, 600)
+    other = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        ticks = 0
+
+        async def loop_is_free() -> None:
+            nonlocal ticks
+            for _ in range(10):
+                await asyncio.sleep(0.02)
+                ticks += 1
+            other.execute("COMMIT")
+
+        freer = asyncio.ensure_future(loop_is_free())
+        await sqlite_store.put("code", "waited", {"ok": True}, 600)
+        assert ticks == 10  # the loop kept running while the write waited for the lock
+        await freer
+    finally:
+        other.close()
+    assert sqlite_store.busy_fallbacks == 1
+    assert await sqlite_store.get("code", "waited") == {"ok": True}
+
+
+async def test_a_lookup_that_meets_busy_is_redone_on_the_worker(sqlite_store: SQLiteStore) -> None:
+    loop_thread = threading.get_ident()
+
+    def work(conn: sqlite3.Connection, now: float) -> str:
+        if threading.get_ident() == loop_thread:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return threading.current_thread().name
+
+    assert (await sqlite_store._lookup(work)).startswith("gateway-sqlite")
+    assert sqlite_store.busy_fallbacks == 1
+
+
+async def test_other_errors_on_the_loop_are_raised_not_retried(sqlite_store: SQLiteStore) -> None:
+    def work(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await sqlite_store._lookup(work)
+    await sqlite_store.put("code", "first", {}, 600)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await sqlite_store._write(work)
+    assert sqlite_store.busy_fallbacks == 0
+
+
+async def test_loop_commits_are_checkpointed_on_the_worker(tmp_path: Path) -> None:
+    def wal_bytes(store: SQLiteStore) -> int:
+        return os.path.getsize(store.path + "-wal")
+
+    async def fill(store: SQLiteStore) -> int:
+        await store.migrate()
+        for n in range(300):
+            await store.put("blob", f"b{n}", {"data": "x" * 2000}, 600)
+        size = wal_bytes(store)
+        await store.close()
+        return size
+
+    unchecked = await fill(SQLiteStore(tmp_path / "unchecked.db", checkpoint_every=10**9))
+    checked = await fill(SQLiteStore(tmp_path / "checked.db", checkpoint_every=20))
+    assert unchecked > 2_000_000  # no checkpoint: every commit stays in the log
+    assert checked < unchecked / 5  # checkpoints let the log start over
 
 
 async def test_expired_rows_are_purged_at_most_once_a_minute(
@@ -144,7 +251,7 @@ def run_workers(path: str, codes: int) -> list[dict[str, Any]]:
 
 
 async def test_two_processes_share_one_file_exactly_once(tmp_path: Path) -> None:
-    codes = 150
+    codes = 400
     path = str(tmp_path / "shared.db")
     store = SQLiteStore(path)
     await store.migrate()
@@ -161,7 +268,7 @@ async def test_two_processes_share_one_file_exactly_once(tmp_path: Path) -> None
     values = sorted(v for report in reports for v in report["values"])
     assert values == list(range(1, consumers * codes + 1))  # no lost or doubled increment
     a, b = (report["values"] for report in reports)
-    assert min(a) < max(b) and min(b) < max(a)  # the processes really ran at the same time
+    assert min(a) < max(b) and min(b) < max(a), reports  # the processes really ran at the same time
 
 
 # -- schema 1 -> 2: the mail index -------------------------------------------------------

@@ -1,0 +1,232 @@
+"""Request and response models of the admin API (Graph names, camelCase). They validate bodies and
+generate the OpenAPI schemas, so the document and the checks cannot drift apart.
+
+Request bodies are strict (no coercion: ``"true"`` is not a boolean) and every string has a maximum
+length. Fields the API does not take (read-only ones such as ``id``, ``status``, ``inviteRedeemUrl``,
+and anything unknown such as ``role`` or ``tenant_id``) are ignored, never assigned. ``null`` means
+"not given" for optional fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.invitations.addresses import ADDRESS_PATTERN, MAX_ADDRESS, check_address
+from gateway.settings.models import check_absolute_url
+
+MAX_NAME = 256
+MAX_URL = 2048
+MAX_MESSAGE = 4000
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+REDIRECT_PATTERN = (
+    r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?"
+    r"([/?][^#\s\x00-\x1f\x7f]*)?$"
+)
+_REDIRECT = re.compile(REDIRECT_PATTERN)
+
+
+def _text(value: str, *, multiline: bool = False) -> str:
+    allowed = "\n\t" if multiline else ""
+    if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("control characters are not allowed" + ("" if multiline else " (no line breaks)"))
+    return value
+
+
+def _line(value: str) -> str:
+    return _text(value)
+
+
+def _paragraphs(value: str) -> str:
+    return _text(value.replace("\r\n", "\n").replace("\r", "\n"), multiline=True)
+
+
+def _redirect(value: str) -> str:
+    if _REDIRECT.match(value) is None:
+        raise ValueError(
+            "must be an absolute https URL without a fragment (http only for localhost, 127.0.0.1 or [::1]); "
+            "an international host name goes in its xn-- form"
+        )
+    check_absolute_url(value)
+    return _text(value)
+
+
+Address = Annotated[
+    str,
+    Field(max_length=MAX_ADDRESS, json_schema_extra={"pattern": ADDRESS_PATTERN}),
+    AfterValidator(check_address),
+]
+Name = Annotated[
+    str, Field(max_length=MAX_NAME, json_schema_extra={"pattern": LINE_PATTERN}), AfterValidator(_line)
+]
+Message = Annotated[
+    str,
+    Field(max_length=MAX_MESSAGE, json_schema_extra={"pattern": TEXT_PATTERN}),
+    AfterValidator(_paragraphs),
+]
+Language = Annotated[str, Field(max_length=35, pattern=LANGUAGE_PATTERN)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class EmailAddress(_Body):
+    address: Address
+    name: Name | None = None
+
+
+class Recipient(_Body):
+    emailAddress: EmailAddress
+
+
+class MessageInfo(_Body):
+    ccRecipients: list[Recipient] | None = Field(
+        None, max_length=1, description="At most one extra recipient; it gets its own copy of the mail."
+    )
+    customizedMessageBody: Message | None = Field(
+        None, description="Plain text; dropped when an app invites or the inviter has no address."
+    )
+    messageLanguage: Language | None = Field(
+        None, description="ISO 639 language tag (default en-US). Every mail is English for now."
+    )
+
+
+class InvitedUserRef(_Body):
+    id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+
+
+class InvitationCreate(_Body):
+    """The body of ``POST /v1.0/invitations``."""
+
+    invitedUserEmailAddress: Address
+    inviteRedirectUrl: Annotated[
+        str,
+        Field(
+            max_length=MAX_URL,
+            description="Absolute https URL (http only for loopback hosts), no fragment.",
+            json_schema_extra={"pattern": REDIRECT_PATTERN},
+        ),
+        AfterValidator(_redirect),
+    ]
+    invitedUserDisplayName: Name | None = None
+    invitedUserType: Literal["Guest", "Member"] | None = Field(
+        None, description="Default Guest; only administrators may invite a Member."
+    )
+    sendInvitationMessage: bool | None = None
+    invitedUserMessageInfo: MessageInfo | None = None
+    resetRedemption: bool | None = None
+    invitedUser: InvitedUserRef | None = Field(
+        None, description="Only `id` is read, and only with resetRedemption (where it is required)."
+    )
+
+
+# -- responses (documentation and OpenAPI schemas) ---------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmailAddressOut(_Out):
+    address: str | None
+    name: str | None
+
+
+class RecipientOut(_Out):
+    emailAddress: EmailAddressOut
+
+
+class MessageInfoOut(_Out):
+    messageLanguage: str | None
+    customizedMessageBody: str | None
+    ccRecipients: list[RecipientOut]
+
+
+class InvitedUserOut(_Out):
+    id: str
+
+
+class InvitationOut(_Out):
+    id: str
+    inviteRedeemUrl: str | None = Field(
+        description="null when the address already belonged to a user (nothing was sent)."
+    )
+    invitedUserDisplayName: str | None
+    invitedUserType: Literal["Guest", "Member"]
+    invitedUserEmailAddress: str
+    sendInvitationMessage: bool
+    resetRedemption: bool
+    inviteRedirectUrl: str
+    status: Literal["PendingAcceptance", "Completed", "InProgress", "Error"]
+    invitedUserMessageInfo: MessageInfoOut
+    invitedUser: InvitedUserOut
+
+
+class ObjectIdentityOut(_Out):
+    signInType: str
+    issuer: str
+    issuerAssignedId: str
+
+
+class UserOut(BaseModel):
+    """A Graph ``user``; properties the object does not have are left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    userType: Literal["Member", "Guest"] | None = None
+    userPrincipalName: str | None = None
+    displayName: str | None = None
+    givenName: str | None = None
+    surname: str | None = None
+    mail: str | None = None
+    otherMails: list[str] | None = None
+    identities: list[ObjectIdentityOut] | None = None
+    externalUserState: Literal["PendingAcceptance", "Accepted"] | None = None
+    externalUserStateChangeDateTime: str | None = None
+    creationType: str | None = None
+    accountEnabled: bool | None = None
+    createdDateTime: str | None = None
+    sponsors: list[str] | None = Field(None, description="Object ids of the guest's sponsors.")
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    target: str
+
+
+class InnerError(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    code: str
+    request_id: str = Field(alias="request-id")
+    date: str
+    client_request_id: str | None = Field(None, alias="client-request-id")
+
+
+class ErrorInfo(_Out):
+    code: str
+    message: str
+    innerError: InnerError
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorInfo
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as Graph ``details``: one per field, never echoing the input."""
+    details = []
+    for error in exc.errors(include_input=False, include_url=False):
+        target = ".".join(str(part) for part in error["loc"]) or "body"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        details.append({"code": "invalid_field", "message": message, "target": target})
+    return details

@@ -1,0 +1,54 @@
+"""The ``/v1.0`` routes: each path answers its methods, anything else a Graph-shaped 404 or 405."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from gateway.admin.errors import ApiError, Endpoint, api_endpoint
+from gateway.admin.invitations import create_invitation
+from gateway.admin.me import me
+from gateway.admin.openapi import openapi
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def methods(handlers: Mapping[str, Endpoint]) -> Endpoint:
+    """One endpoint for every method: the handler for it (HEAD as GET), else 405 with ``Allow``."""
+    table = dict(handlers)
+    if "GET" in table:
+        table.setdefault("HEAD", table["GET"])
+    allow = ", ".join(sorted(table))
+
+    @api_endpoint
+    async def refuse(request: Request) -> Response:
+        raise ApiError(
+            405, "method_not_allowed", f"{request.method} is not allowed here; use {allow}.",
+            headers={"Allow": allow},
+        )  # fmt: skip
+
+    async def dispatch(request: Request) -> Response:
+        return await table.get(request.method, refuse)(request)
+
+    return dispatch
+
+
+@api_endpoint
+async def not_found(request: Request) -> Response:
+    raise ApiError(404, "resource_not_found", f"There is no resource at {request.url.path}.")
+
+
+ROUTES = [
+    Mount(
+        "/v1.0",
+        routes=[
+            Route("/invitations", methods({"POST": create_invitation}), methods=ALL_METHODS),
+            Route("/me", methods({"GET": me}), methods=ALL_METHODS),
+            Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
+            Route("/{rest:path}", not_found, methods=ALL_METHODS),
+        ],
+    )
+]
