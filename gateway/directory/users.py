@@ -58,3 +58,30 @@ async def sign_up(
     if existing is None:
         raise RuntimeError("the identity is taken but its user cannot be found")
     return existing
+
+
+async def create_bootstrap_admin(
+    store: DirectoryStore, identity: UpstreamIdentity, issuer: str, now: int
+) -> dict[str, Any]:
+    """A Member of the organisation for a bootstrap administrator (their roles come from YAML)."""
+    assert identity.email is not None
+    user = {
+        "id": str(uuid.uuid4()),
+        "userType": "Member",
+        "creationType": None,
+        "accountEnabled": True,
+        "displayName": identity.name,
+        "mail": identity.email,
+        "otherMails": [],
+        "userPrincipalName": identity.email,
+        "identities": [identity_object(issuer, identity.subject)],
+        "externalUserState": None,
+        "externalUserStateChangeDateTime": None,
+        "createdDateTime": iso(now),
+    }
+    if await store.create_user(user, [(issuer, identity.subject)]):
+        return user
+    existing = await store.find_user_by_identity(issuer, identity.subject)
+    if existing is None:
+        raise RuntimeError("the identity is taken but its user cannot be found")
+    return existing

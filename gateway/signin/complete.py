@@ -129,6 +129,11 @@ async def _resolve_user(
         await redemption.redemption_check(rt, signin, guest, identity, connector_type)
         raise NeedsConsent(guest["id"])
     user = await rt.store.find_user_by_identity(issuer, identity.subject)
+    if user is not None and not _holds(user, issuer, identity.subject):
+        # A redemption reset replaced this identity: it no longer signs the guest in.
+        raise Refusal(
+            "identity_was_reset", "This account no longer signs in here. Use your new invitation.", user["id"]
+        )
     if user is not None:
         decisions.append(audit.decision("directory", "found", "existing_user"))
         if not user.get("accountEnabled", True):
@@ -171,6 +176,10 @@ async def _resolve_user(
             raise Refusal("account_disabled", "Your account in this organisation is disabled.", target["id"])
         return target
 
+    if _is_bootstrap_admin(rt, identity, connector_type):
+        created = await users.create_bootstrap_admin(rt.store, identity, issuer, now)
+        decisions.append(audit.decision("directory", "created", "bootstrap_administrator"))
+        return created
     app = rt.settings.application(signin.app_id)
     signup = self_service_sign_up(rt.settings, app, identity.connector_id) if app else None
     if signup is None or not signup.allowed:
@@ -181,6 +190,15 @@ async def _resolve_user(
     created = await users.sign_up(rt.store, identity, issuer, rt.settings.tenant.domain, now)
     decisions.append(audit.decision("directory", "created", signup.reason))
     return created
+
+
+def _is_bootstrap_admin(rt: Runtime, identity: UpstreamIdentity, connector_type: str) -> bool:
+    """Bootstrap administrators (``directory.administrators``) become Members on their first passcode
+    sign-in: only a passcode proves control of the mailbox; an upstream's word is not enough here."""
+    if connector_type not in PASSCODE_TYPES or not identity.email_verified or not identity.email:
+        return False
+    email = identity.email.lower()
+    return any(admin.email == email for admin in rt.settings.directory.administrators)
 
 
 def _holds(user: dict[str, Any], issuer: str, subject: str) -> bool:

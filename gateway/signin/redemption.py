@@ -85,6 +85,7 @@ async def redeem(request: Request) -> Response:
         email=invitation.email,
         login_hint=invitation.email,
         redeem_user_id=invitation.user_id,
+        invited_email=invitation.email,
     )
     await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
     response = RedirectResponse(
@@ -106,13 +107,15 @@ async def redemption_check(
     config = next(c for c in rt.settings.connectors if c.id == identity.connector_id)
     if type(config).signup_only:
         raise RedemptionRefused("connector_cannot_redeem", "This sign-in method cannot accept invitations.")
-    invited = (guest.get("mail") or "").lower()
-    if not identity.email_verified or (identity.email or "").lower() != invited:
+    invited = _invited_addresses(signin, guest)
+    claimed = (identity.email or "").lower()
+    if not identity.email_verified or claimed not in invited:
         raise RedemptionRefused(
             "redeemer_email_mismatch",
-            f"The invitation was sent to {invited}. Sign in with the account for that address.",
+            f"The invitation was sent to {' or '.join(sorted(invited))}. "
+            "Sign in with the account for that address.",
         )
-    domain = email_domain(invited) or ""
+    domain = email_domain(claimed) or ""
     if not guest_domain(domain, rt.settings.external_collaboration).allowed:
         raise RedemptionRefused(
             "domain_blocked", "This organisation no longer accepts guests from your domain."
@@ -124,6 +127,13 @@ async def redemption_check(
         raise RedemptionRefused(
             "identity_already_used", "This account already belongs to another guest here."
         )
+
+
+def _invited_addresses(signin: SignIn, guest: dict[str, Any]) -> set[str]:
+    """The redeem link's address; just in time, any of the guest's addresses (mail, otherMails)."""
+    if signin.invited_email:
+        return {signin.invited_email.lower()}
+    return {a.lower() for a in [guest.get("mail"), *(guest.get("otherMails") or [])] if isinstance(a, str)}
 
 
 async def ask_consent(rt: Runtime, signin: SignIn, guest_id: str, identity: UpstreamIdentity) -> Response:
@@ -235,12 +245,14 @@ async def _accept(
     except RedemptionRefused as refused:
         return refused
     issuer = directory_issuer(identity, connector_type)
-    if not await rt.store.add_identity(
-        guest["id"], issuer, identity.subject, identity_object(issuer, identity.subject)
-    ):
-        return RedemptionRefused(
-            "identity_already_used", "This account already belongs to another guest here."
-        )
+    identity_entry = identity_object(issuer, identity.subject)
+    if not await rt.store.add_identity(guest["id"], issuer, identity.subject, identity_entry):
+        # Already indexed: fine only if it is this guest's own (a reset back to the same account).
+        holder = await rt.store.find_user_by_identity(issuer, identity.subject)
+        if holder is None or holder["id"] != guest["id"]:
+            return RedemptionRefused(
+                "identity_already_used", "This account already belongs to another guest here."
+            )
     guest = await rt.store.get_user(guest["id"])
     assert guest is not None
     now = iso(rt.now())

@@ -177,7 +177,7 @@ async def submit_email(request: Request) -> Response:
         email = normalise_email(raw)
     except ConnectorError:
         return _email_page(rt, request, signin, error=INVALID_EMAIL, email=raw[:320], status=400)
-    if signin.redeem_user_id is not None and email != signin.login_hint:
+    if signin.invited_email is not None and email != signin.invited_email:
         return _email_page(rt, request, signin, error=NOT_INVITED, email=email, status=400)
     route = discovery.route_for_email(rt, signin, email)
     if route.connector_id is None:

@@ -39,6 +39,8 @@ class SignIn:
     partner_tenant_id: str | None = None
     redeem_user_id: str | None = None
     """Set for a redemption: the invited guest this sign-in redeems (from a ticket, or just in time)."""
+    invited_email: str | None = None
+    """The address the redeem link's invitation was sent to (a reset's new address)."""
     pending_identity: dict[str, Any] | None = None
     """The upstream identity waiting on the consent page (raw claims live only here)."""
 

@@ -155,3 +155,45 @@ async def test_just_in_time_redemption_through_an_app(api: Api) -> None:
     assert guest_of(api, guest_id)["externalUserState"] == "Accepted"
     holders = [u["id"] for u in api.state().users.values() if u.get("mail") == GUEST]
     assert holders == [guest_id]  # redeemed, not signed up a second time
+
+
+async def redeem_with_passcode(api: Api, link: str, email: str = GUEST) -> None:
+    signin = await open_link(api, link)
+    await passcode_to_consent(api, signin, email)
+    assert (await consent(api, signin, "accept")).status_code == 303
+    api.client.cookies.clear()
+
+
+async def test_after_a_reset_the_old_identity_no_longer_signs_in(api_with: ApiFactory) -> None:
+    async with api_with(passcode={"resend_interval_seconds": 0}) as api:
+        await _old_identity_after_reset(api)
+
+
+async def _old_identity_after_reset(api: Api) -> None:
+    guest_id, link = await invite(api)
+    await redeem_with_passcode(api, link)
+    reset = await api.invite(
+        await api.app_token("admin-app"),
+        body("new@partner.example", resetRedemption=True, invitedUser={"id": guest_id}),
+    )
+    assert reset.status_code == 201, reset.text
+    signin = await flows.start(api.client, flows.AuthRequest())
+    await flows.submit_email(api.client, signin, GUEST)
+    code = extract_passcode(await api.smtp.wait_for(to=GUEST, timeout=10))
+    before = snapshot(api.app)
+    assert_error_page(await flows.submit_passcode(api.client, signin, code), 403)
+    assert snapshot(api.app).minted() == before.minted()
+    # The new address redeems the new invitation and keeps the object id.
+    new_link = urlsplit(reset.json()["inviteRedeemUrl"])
+    await redeem_with_passcode(api, f"{new_link.path}?{new_link.query}", "new@partner.example")
+    assert guest_of(api, guest_id)["externalUserState"] == "Accepted"
+
+
+async def test_a_bootstrap_administrator_becomes_a_member_on_first_passcode_sign_in(api: Api) -> None:
+    from tests.admin.helpers import ADMIN
+
+    _, query = await flows.sign_in(api.client, api.smtp, ADMIN)
+    assert "code" in query
+    [admin] = [u for u in api.state().users.values() if u.get("mail") == ADMIN]
+    assert admin["userType"] == "Member" and admin["creationType"] is None
+    assert admin["userPrincipalName"] == ADMIN
