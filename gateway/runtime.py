@@ -23,6 +23,7 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from gateway.mail.outbox import Outbox, open_outbox
+from gateway.oidc.backchannel import BackchannelSender
 from gateway.policy.home_realm import RealmIndex, build_index
 from gateway.secrets import SecretBox, load_or_create_dev_secret
 from gateway.settings.models import Settings
@@ -75,6 +76,7 @@ class Runtime:
     connector_types: dict[str, str]
     realm: RealmIndex
     http: httpx.AsyncClient
+    backchannel: BackchannelSender
     clock: Callable[[], float] = time.time
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _compiled: dict[str, jinja2.Template] = field(default_factory=dict)
@@ -105,6 +107,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.outbox.stop()
+        await self.backchannel.stop()
         await self.http.aclose()
         await self.store.close()
 
@@ -136,6 +139,8 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     await outbox.start()
     secure = urlsplit(settings.issuer).scheme == "https"
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=100))
+    backchannel = BackchannelSender(http)
+    backchannel.start()
     context = ConnectorContext(
         state=store,
         mail=outbox,
@@ -164,6 +169,7 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
         connector_types={c.id: str(c.type) for c in settings.connectors},
         realm=build_index(settings),
         http=http,
+        backchannel=backchannel,
         clock=clock,
     )
     runtime._tasks.append(asyncio.create_task(_refresh_keys(runtime)))

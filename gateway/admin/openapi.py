@@ -90,6 +90,32 @@ def document(issuer: str) -> dict[str, Any]:
                     "responses": {"200": _json(_ref(UserOut), "The user."), **_errors(401, 403)},
                 }
             },
+            "/v1.0/me/revokeSignInSessions": {
+                "post": {
+                    "operationId": "revokeMySignInSessions",
+                    "summary": "End every sign-in of the signed-in user.",
+                    "security": security,
+                    "responses": {"200": _json(REVOKED, "Revoked."), **_errors(401, 403)},
+                }
+            },
+            "/v1.0/users/{user_id}": {
+                "parameters": [USER_ID],
+                "get": {
+                    "operationId": "getUser",
+                    "summary": "One user.",
+                    "security": security,
+                    "responses": {"200": _json(_ref(UserOut), "The user."), **_errors(401, 403, 404)},
+                },
+            },
+            "/v1.0/users/{user_id}/revokeSignInSessions": {
+                "parameters": [USER_ID],
+                "post": {
+                    "operationId": "revokeSignInSessions",
+                    "summary": "End every SSO session and refresh token of a user; tell relying parties.",
+                    "security": security,
+                    "responses": {"200": _json(REVOKED, "Revoked."), **_errors(401, 403, 404)},
+                },
+            },
         },
         "components": {
             "schemas": definitions["$defs"],
@@ -102,6 +128,20 @@ def document(issuer: str) -> dict[str, Any]:
             },
         },
     }
+
+
+USER_ID = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "description": "The user's object id (a UUID).",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+}
+REVOKED = {
+    "type": "object",
+    "properties": {"@odata.context": {"type": "string"}, "value": {"type": "boolean"}},
+    "required": ["value"],
+}
 
 
 @api_endpoint

@@ -12,6 +12,7 @@ from gateway.admin.errors import ApiError, Endpoint, api_endpoint
 from gateway.admin.invitations import create_invitation
 from gateway.admin.me import me
 from gateway.admin.openapi import openapi
+from gateway.admin.users import get_user, revoke_me, revoke_user
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -47,6 +48,11 @@ ROUTES = [
         routes=[
             Route("/invitations", methods({"POST": create_invitation}), methods=ALL_METHODS),
             Route("/me", methods({"GET": me}), methods=ALL_METHODS),
+            Route("/me/revokeSignInSessions", methods({"POST": revoke_me}), methods=ALL_METHODS),
+            Route("/users/{user_id}", methods({"GET": get_user}), methods=ALL_METHODS),
+            Route(
+                "/users/{user_id}/revokeSignInSessions", methods({"POST": revoke_user}), methods=ALL_METHODS
+            ),
             Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
             Route("/{rest:path}", not_found, methods=ALL_METHODS),
         ],

@@ -43,6 +43,8 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "prompt_values_supported": sorted(PROMPTS),
         "acr_values_supported": list(ACR_VALUES),
         "ui_locales_supported": ["en"],

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.http import BadForm, read_form, single_values
+from gateway.oidc.backchannel import notify_logout
 from gateway.oidc.responses import redirect_with
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
@@ -56,5 +57,8 @@ async def logout(request: Request) -> Response:
         response: Response = redirect_with(target, {"state": params.get("state")})
     else:
         response = render(request, "logged_out.html", {})
+    session = await rt.sessions.current(request, rt.now())
     await rt.sessions.end(request, response)
+    if session is not None:
+        await notify_logout(rt, session.user_id, session.sid)
     return response

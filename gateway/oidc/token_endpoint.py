@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.directory.revocation import sessions_valid_from
 from gateway.http import BadForm, json_response, read_form, single_values
 from gateway.oidc import bearer, codes, grants
 from gateway.oidc.client_auth import authenticate_client
@@ -63,10 +64,12 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
 
 
-async def _active_user(rt: Runtime, user_id: str) -> dict[str, Any]:
+async def _active_user(rt: Runtime, user_id: str, auth_time: int | None = None) -> dict[str, Any]:
     user = await rt.store.get_user(user_id)
     if user is None or not user.get("accountEnabled", True):
         raise InvalidGrant("the user is no longer active")
+    if auth_time is not None and auth_time < sessions_valid_from(user):
+        raise InvalidGrant("the user's sign-in sessions were revoked")
     return user
 
 
@@ -142,7 +145,7 @@ async def _refresh_token(rt: Runtime, app: Application, params: dict[str, str]) 
     scopes = _refresh_scopes(original, params.get("scope"))
     await bearer.mark_rotated(rt.store, presented, record, now)
     authn = Authentication(**record["authn"])
-    user = await _active_user(rt, authn.user_id)
+    user = await _active_user(rt, authn.user_id, authn.auth_time)
     return await mint(
         rt,
         app,

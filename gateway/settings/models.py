@@ -163,6 +163,9 @@ class OidcClient(Strict):
     )
     redirect_uris: list[AbsoluteUrl] = Field(min_length=1)
     post_logout_redirect_uris: list[AbsoluteUrl] = []
+    backchannel_logout_uri: AbsoluteUrl | None = Field(
+        None, description="OIDC Back-Channel Logout: where logout tokens go when a user's sessions end."
+    )
     id_token_signed_response_alg: Literal["ES256", "RS256"] | None = None
     require_pkce: bool = False
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None

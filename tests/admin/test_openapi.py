@@ -44,7 +44,13 @@ async def test_the_document_is_openapi_3_1_with_generated_schemas(api: Api) -> N
     assert response.status_code == 200
     document = response.json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/v1.0/invitations", "/v1.0/me"}
+    assert set(document["paths"]) == {
+        "/v1.0/invitations",
+        "/v1.0/me",
+        "/v1.0/me/revokeSignInSessions",
+        "/v1.0/users/{user_id}",
+        "/v1.0/users/{user_id}/revokeSignInSessions",
+    }
     schemas = document["components"]["schemas"]
     assert {"InvitationCreate", "InvitationOut", "UserOut", "ErrorOut"} <= set(schemas)
     create = schemas["InvitationCreate"]
