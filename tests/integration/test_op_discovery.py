@@ -93,7 +93,8 @@ async def test_oidcc_discovery_endpoint_verification(op: Op) -> None:
     assert document["authorization_response_iss_parameter_supported"] is True
     assert document["request_parameter_supported"] is False
     assert document["request_uri_parameter_supported"] is False
-    assert set(document["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    grants = {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(document["grant_types_supported"]) == grants
     assert set(document["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic", "client_secret_post", "none"}
     assert {"none", "login"} <= set(document["prompt_values_supported"])
