@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time as _time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from gateway.http import client_ip
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
+    from gateway.settings.models import Settings
 
 logger = logging.getLogger("gateway.audit")
 
@@ -107,6 +109,38 @@ def signin_failed(
     )
 
 
+OPERATOR: dict[str, str] = {"kind": "operator", "id": "cli"}
+"""The actor of actions taken with the command line: the install's operator (no token, no peer)."""
+
+
+def _admin_record(
+    *,
+    tenant: str,
+    time: float,
+    ip: str | None,
+    action: str,
+    result: str,
+    actor: dict[str, str] | None,
+    target: str | None,
+    reasons: list[str],
+    detail: str | None,
+) -> None:
+    _emit(
+        {
+            "event": "admin",
+            "action": action,
+            "result": result,
+            "time": round(time, 3),
+            "tenant": tenant,
+            "actor": actor,
+            "target": target,
+            "ip": ip,
+            "reasons": reasons,
+            "detail": detail,
+        }
+    )
+
+
 def admin_action(
     rt: Runtime,
     request: Request,
@@ -121,17 +155,25 @@ def admin_action(
     """One record per admin API action (``invite``, ...): who did it to which object, and why it
     ended so. ``actor`` is ``{"kind": "user"|"app", "id"}`` or None when the caller was not
     authenticated; ``result`` is ``success`` or ``failure``; ``reasons`` are stable codes."""
-    _emit(
-        {
-            "event": "admin",
-            "action": action,
-            "result": result,
-            "time": round(rt.clock(), 3),
-            "tenant": rt.settings.tenant.id,
-            "actor": actor,
-            "target": target,
-            "ip": client_ip(request),
-            "reasons": reasons,
-            "detail": detail,
-        }
-    )
+    _admin_record(
+        tenant=rt.settings.tenant.id, time=rt.clock(), ip=client_ip(request), action=action,
+        result=result, actor=actor, target=target, reasons=reasons, detail=detail,
+    )  # fmt: skip
+
+
+def operator_action(
+    settings: Settings,
+    *,
+    action: str,
+    result: str,
+    target: str | None,
+    reasons: list[str],
+    detail: str | None = None,
+    now: float | None = None,
+) -> None:
+    """``admin_action`` for the command line: the same record, with ``actor`` ``OPERATOR`` and
+    ``ip`` null (the operator reaches the store directly, not over HTTP)."""
+    _admin_record(
+        tenant=settings.tenant.id, time=_time.time() if now is None else now, ip=None, action=action,
+        result=result, actor=dict(OPERATOR), target=target, reasons=reasons, detail=detail,
+    )  # fmt: skip

@@ -1,4 +1,5 @@
-"""The ``gateway`` command line: check-config, config-schema, serve and keys rotate.
+"""The ``gateway`` command line: check-config, config-schema, serve, keys rotate, and the
+directory commands (invite, users show) that ``gateway.cli_directory`` implements.
 
 Every command that reads the configuration takes ``--config FILE`` (default ``$GATEWAY_CONFIG``,
 then ``config/gateway.yaml``). Exit codes: 0 ok, 1 invalid input or configuration, 2 usage.
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway.cli_directory import add_commands as add_directory_commands
 from gateway.settings import ConfigError, Settings, load_settings, settings_json_schema
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -96,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         "--algorithm", choices=["ES256", "RS256"], help="algorithm of the new key (default: keys.algorithm)"
     )
     rotate.set_defaults(command=_keys_rotate)
+
+    add_directory_commands(commands, config, lambda args: _load(_config_path(args)))
     return parser
 
 

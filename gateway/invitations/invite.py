@@ -14,6 +14,8 @@ administrators may invite a ``Member`` or reset a redemption; is the address's d
 
 "Administrator" means a user with Global Administrator or User Administrator, or an app with
 ``User.ReadWrite.All`` or ``Directory.ReadWrite.All`` (``User.Invite.All`` alone invites guests only).
+The command line invites as the install's operator (``Inviter.operator``): a Global Administrator
+caller that still obeys ``external_collaboration`` (``allow_invites_from: none`` refuses it too).
 Every refusal raises ``InvitationRefused`` before anything is written.
 """
 
@@ -85,9 +87,14 @@ class Inviter:
     user: dict[str, Any] | None = None
     """The calling user's object; None for an app."""
     app_id: str | None = None
+    operator: str | None = None
+    """Set for the install's operator (the command line, ``gateway invite``): neither a directory
+    user nor an app; it names the operator in ``invited_by`` (``operator:<name>``)."""
 
     @property
     def ref(self) -> str:
+        if self.operator is not None:
+            return f"operator:{self.operator}"
         return f"user:{self.user['id']}" if self.user is not None else f"app:{self.app_id}"
 
     @property
@@ -287,6 +294,9 @@ def _mail(
         invitee_name=req.display_name,
         inviter_name=inviter_name if isinstance(inviter_name, str) else None,
         inviter_mail=inviter_mail if isinstance(inviter_mail, str) else None,
-        # §2.2: dropped when an app sends the invitation or the inviter has no address.
-        custom_message=req.custom_message if isinstance(inviter_mail, str) and inviter_mail else None,
+        # §2.2: dropped when an app sends the invitation or the inviter has no address; the
+        # operator's message is the organisation's own ("Message from <tenant>").
+        custom_message=req.custom_message
+        if inviter.operator is not None or (isinstance(inviter_mail, str) and inviter_mail)
+        else None,
     )

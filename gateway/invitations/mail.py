@@ -1,7 +1,8 @@
 """The invitation email (b2b-concepts §2.2): subject, plain-text body and an HTML alternative.
 
 The inviter's custom message is plain text: it is escaped in the HTML (never rendered as markup)
-and kept only when the inviter is a user with an address; an app's custom message is dropped.
+and kept only when the inviter is a user with an address or the install's operator (the command
+line, signing as the organisation); an app's custom message is dropped.
 Names go into the Subject header flattened to one line, so no value can add a header. Only English
 is written: ``messageLanguage`` is accepted and validated, but every message is English for now.
 

@@ -40,7 +40,7 @@ class Invitation:
     email: str
     redirect_url: str
     invited_by: str
-    """``user:<object id>`` or ``app:<application id>``."""
+    """``user:<object id>``, ``app:<application id>`` or ``operator:cli`` (the command line)."""
     created_at: int
     expires_at: int
 
