@@ -4,10 +4,11 @@
   ``gateway.mail`` log and is printed as a framed block on stderr, so whoever runs the
   gateway locally sees the passcode in the terminal.
 - ``SmtpOutbox`` (``mail.smtp:``): ``send`` puts the message on a bounded in-memory
-  queue and returns; a background task delivers it over one SMTP session kept open
-  between messages (``client.SmtpClient``, asyncio: closed after ``idle_seconds`` without
-  mail, replaced when the server dropped it), retrying temporary failures (3 attempts in
-  all) and logging what it could not deliver.
+  queue and returns; a background task delivers it with smtplib on its own worker thread
+  (``gateway.store.worker.WorkerThread``) over one SMTP session kept open between messages
+  (``client.SmtpClient``: closed after ``idle_seconds`` without mail, replaced when the
+  server dropped it), retrying temporary failures (3 attempts in all) and logging what it
+  could not deliver.
   Nothing is ever raised into request handling. Mail still queued when the process
   stops is lost after a bounded drain, which suits codes that expire in minutes.
 
@@ -21,12 +22,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
 from gateway.mail.smtp import Composer, Envelope, check_transport, is_permanent, mask_address
 from gateway.settings.models import Mail, Smtp
+from gateway.store.worker import WorkerThread
 from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
@@ -108,8 +110,9 @@ class SmtpOutbox:
         self._drain_timeout = drain_timeout
         self._queue: asyncio.Queue[MailMessage] = asyncio.Queue(maxsize=max_queued)
         self._worker: asyncio.Task[None] | None = None
+        self._thread = WorkerThread("gateway-smtp")
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task[None]] = set()  # closes, attempts outliving stop()
+        self._delivering = False
 
     def __repr__(self) -> str:
         return f"SmtpOutbox(host={self._smtp.host!r}, port={self._smtp.port})"
@@ -146,32 +149,29 @@ class SmtpOutbox:
             await worker
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        if self._client.busy:  # an attempt is still in flight: QUIT once it is done, in the background
-            self._in_background(self._client.close())
-        else:
-            await self._client.close()
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        # QUIT after any attempt still in flight; never wait on the server from the loop. A
+        # later start() gets a new thread, so two threads never share the session.
+        thread, self._thread = self._thread, WorkerThread("gateway-smtp")
+        thread.post(self._client.close)
+        thread.stop()
 
     def _close_if_idle(self) -> None:
         """Timer callback: QUIT the SMTP session when no mail came for ``idle_seconds``."""
-        if self._queue.empty() and not self._client.busy and self._client.connected:
-            self._in_background(self._client.close())
+        if self._queue.empty() and not self._delivering and self._client.connected:
+            self._thread.post(self._client.close)
 
     async def _run(self) -> None:
         while True:
             message = await self._queue.get()
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
+            self._delivering = True
             try:
                 await self._deliver(message)
             except Exception:  # the worker must outlive any one message
                 logger.exception("mail to %s not delivered", mask_address(message.to))
             finally:
+                self._delivering = False
                 self._queue.task_done()
                 loop = asyncio.get_running_loop()
                 self._idle_timer = loop.call_later(self._idle_seconds, self._close_if_idle)
@@ -186,8 +186,7 @@ class SmtpOutbox:
         attempts = len(self._retry_delays) + 1
         for attempt in range(1, attempts + 1):
             try:
-                # Shielded: stopping the outbox does not cut an attempt short mid-conversation.
-                await asyncio.shield(self._in_background(self._client.send(envelope)))
+                await self._thread.run(self._client.send, envelope)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if is_permanent(exc) or attempt == attempts:

@@ -1,8 +1,9 @@
-"""The asyncio SMTP client against real aiosmtpd servers: TLS (STARTTLS and implicit), certificate
-checks, AUTH PLAIN and LOGIN, dot-stuffing, and session reuse."""
+"""The SMTP session client against real aiosmtpd servers: TLS (STARTTLS and implicit), certificate
+checks, AUTH, dot-stuffing, and session reuse. The client blocks: each call runs in a thread."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import smtplib
@@ -94,10 +95,10 @@ async def test_starttls_then_auth_plain_delivers(
     )
     client = SmtpClient(smtp, tls_context=trusting(certificate))
     try:
-        await client.send(envelope())
-        await client.send(envelope())
+        await asyncio.to_thread(client.send, envelope())
+        await asyncio.to_thread(client.send, envelope())
     finally:
-        await client.close()
+        await asyncio.to_thread(client.close)
     assert starttls_server.data_commands == 2
     assert all(r.authenticated for r in starttls_server.received)
     assert client.connections == 1
@@ -107,7 +108,7 @@ async def test_starttls_to_an_untrusted_certificate_fails_permanently(starttls_s
     smtp = Smtp(host=starttls_server.host, port=starttls_server.port, starttls=True)
     client = SmtpClient(smtp)  # the system's CA bundle does not know the test certificate
     with pytest.raises(ssl.SSLCertVerificationError) as caught:
-        await client.send(envelope())
+        await asyncio.to_thread(client.send, envelope())
     assert is_permanent(caught.value)
     assert starttls_server.data_commands == 0
     assert not client.connected
@@ -117,7 +118,7 @@ async def test_starttls_required_but_not_offered_fails_permanently() -> None:
     with start_smtp_server() as server:
         client = SmtpClient(Smtp(host=server.host, port=server.port, starttls=True))
         with pytest.raises(smtplib.SMTPNotSupportedError) as caught:
-            await client.send(envelope())
+            await asyncio.to_thread(client.send, envelope())
         assert is_permanent(caught.value)
         assert server.data_commands == 0
 
@@ -128,21 +129,21 @@ async def test_implicit_tls_delivers(certificate: tuple[Path, Path]) -> None:
             Smtp(host=server.host, port=server.port, ssl=True), tls_context=trusting(certificate)
         )
         try:
-            await client.send(envelope())
+            await asyncio.to_thread(client.send, envelope())
         finally:
-            await client.close()
+            await asyncio.to_thread(client.close)
         assert server.data_commands == 1
 
 
-async def test_auth_login_when_plain_is_not_offered() -> None:
+async def test_auth_login_when_only_login_is_offered() -> None:
     with start_smtp_server(
         authenticator=accept, auth_require_tls=False, auth_exclude_mechanism=["PLAIN"]
     ) as server:
         client = SmtpClient(Smtp(host=server.host, port=server.port, username="gw", password="s3cret"))
         try:
-            await client.send(envelope())
+            await asyncio.to_thread(client.send, envelope())
         finally:
-            await client.close()
+            await asyncio.to_thread(client.close)
         assert server.received[0].authenticated
 
 
@@ -150,7 +151,7 @@ async def test_auth_configured_but_not_offered_fails_permanently() -> None:
     with start_smtp_server() as server:
         client = SmtpClient(Smtp(host=server.host, port=server.port, username="gw", password="s3cret"))
         with pytest.raises(smtplib.SMTPNotSupportedError) as caught:
-            await client.send(envelope())
+            await asyncio.to_thread(client.send, envelope())
         assert is_permanent(caught.value)
 
 
@@ -159,9 +160,9 @@ async def test_lines_starting_with_a_dot_arrive_intact() -> None:
     with start_smtp_server() as server:
         client = SmtpClient(Smtp(host=server.host, port=server.port))
         try:
-            await client.send(envelope(text))
+            await asyncio.to_thread(client.send, envelope(text))
         finally:
-            await client.close()
+            await asyncio.to_thread(client.close)
         body = server.messages[0].get_body(preferencelist=("plain",))
         assert body is not None
         assert str(body.get_content()).replace("\r\n", "\n") == text
@@ -170,10 +171,10 @@ async def test_lines_starting_with_a_dot_arrive_intact() -> None:
 async def test_close_says_quit_and_a_later_send_opens_a_new_session() -> None:
     with start_smtp_server() as server:
         client = SmtpClient(Smtp(host=server.host, port=server.port))
-        await client.send(envelope())
-        await client.close()
+        await asyncio.to_thread(client.send, envelope())
+        await asyncio.to_thread(client.close)
         assert not client.connected
-        await client.send(envelope())
-        await client.close()
+        await asyncio.to_thread(client.send, envelope())
+        await asyncio.to_thread(client.close)
         assert client.connections == 2
         assert server.data_commands == 2

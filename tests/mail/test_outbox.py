@@ -359,9 +359,9 @@ async def test_a_session_lost_without_a_word_is_replaced_without_a_failed_attemp
     await outbox.start()
     outbox.send(passcode_mail("11111111"))
     await smtp_server.wait_for(to=TO, timeout=5)
-    session = outbox.client._session
-    assert session is not None
-    session.writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)  # the network drops it
+    session = outbox.client._client
+    assert session is not None and session.sock is not None
+    session.sock.shutdown(socket.SHUT_RDWR)  # the network drops the idle connection
     outbox.send(passcode_mail("22222222"))
     assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "22222222"
     assert smtp_server.data_commands == 2
