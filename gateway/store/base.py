@@ -3,9 +3,18 @@
 ``ArtefactStore`` holds short-lived artefacts (sign-in transactions, codes, tokens,
 sessions, passcodes, replay entries, rate-limit counters): each one a JSON object under
 ``(kind, id)`` with a TTL, optionally bound to a *grant* so that a whole family can be
-revoked at once. ``DirectoryStore`` holds durable objects (users, signing keys, install
-metadata) with the few indexes the gateway needs (users by identity and by mail). Both are
-async; both backends (SQLite and Redis) pass the same contract tests in ``tests/store``.
+revoked at once. ``DirectoryStore`` holds durable objects (users, groups with their members and
+owners, app role assignments and app owners, signing keys, install metadata) with the few
+indexes the gateway needs (users by identity and by mail, links both ways). Both are async;
+both backends (SQLite and Redis) pass the same contract tests in ``tests/store``.
+
+Soft-deleted users (``soft_delete_user``) keep their document, identities, mail addresses,
+memberships, ownerships and assignments, so ``restore_user`` brings all of it back; while
+deleted they are invisible everywhere but ``get_deleted_user`` and ``list_users(deleted=True)``:
+lookups do not find them, listings (members, owners, assignments, a user's groups and apps) leave
+them and what links to them out, ``update_user``/``add_identity``/``add_*`` treat them as absent
+(KeyError), and their identities and ids stay taken. The deletion time is kept beside the
+document, not in it; the deleted view adds ``deletedDateTime`` and ``accountEnabled: false``.
 """
 
 from __future__ import annotations
@@ -71,23 +80,27 @@ class ArtefactStore(Protocol):
 
 
 class DirectoryStore(Protocol):
-    """Durable objects: users (Graph-shaped JSON), signing keys, install-wide metadata."""
+    """Durable objects: users (Graph-shaped JSON), groups, app role assignments and app owners,
+    signing keys, install-wide metadata."""
 
     async def create_user(self, user: JSON, identities: list[tuple[str, str]]) -> bool:
         """Insert a user whose ``(issuer, issuerAssignedId)`` pairs are given, indexing its
         ``mail`` and ``otherMails``; False (and nothing written) when one of those pairs already
         belongs to a user. ``mail`` must be absent, null or a non-empty string, ``otherMails``
-        absent, null or a list of such strings (ValueError/TypeError, nothing written)."""
+        absent, null or a list of such strings, ``deletedDateTime`` absent or null (it belongs to
+        ``soft_delete_user``) (ValueError/TypeError, nothing written). ValueError when the id is
+        taken, by a soft-deleted user too."""
 
     async def get_user(self, user_id: str) -> JSON | None:
-        """The user object, or None."""
+        """The live user object, or None (absent or soft-deleted)."""
 
     async def find_user_by_identity(self, issuer: str, issuer_assigned_id: str) -> JSON | None:
-        """The user holding this identity, or None. Matching is exact; callers normalise."""
+        """The live user holding this identity, or None. Matching is exact; callers normalise."""
 
     async def update_user(self, user: JSON) -> None:
         """Replace a user object. Its identities index is left as it is; its mail index follows
-        the new ``mail``/``otherMails`` (old addresses no longer find it). KeyError when absent."""
+        the new ``mail``/``otherMails`` (old addresses no longer find it). KeyError when absent or
+        soft-deleted."""
 
     async def add_identity(self, user_id: str, issuer: str, issuer_assigned_id: str, identity: JSON) -> bool:
         """Atomically link one more identity to an existing user (account linking): claim the
@@ -95,7 +108,7 @@ class DirectoryStore(Protocol):
         Graph ``objectIdentity`` whose ``signInType`` is a non-empty string and whose ``issuer``
         and ``issuerAssignedId`` equal the pair) to the user's ``identities`` list (created when
         absent or null). False, and nothing written, when the pair already belongs to any user,
-        this one included. KeyError when there is no such user; ValueError/TypeError for a bad
+        this one included. KeyError when there is no such live user; ValueError/TypeError for a bad
         argument or a stored ``identities`` that is not a list; nothing written in either case.
         ``delete_user`` frees the pair like those given to ``create_user``."""
 
@@ -105,8 +118,118 @@ class DirectoryStore(Protocol):
         by user id; [] when none."""
 
     async def delete_user(self, user_id: str) -> bool:
-        """Atomically remove the user, its identities (which another user may then take) and its
-        mail index entries; False when there is no such user."""
+        """Atomically remove the user (live or soft-deleted), its identities (which another user
+        may then take), its mail index entries, its group memberships and ownerships, its app
+        ownerships and the app role assignments whose principal it is (``principalType``
+        ``User``); False when there is no such user."""
+
+    async def list_users(
+        self,
+        *,
+        mail: str | None = None,
+        external_user_state: str | None = None,
+        user_type: str | None = None,
+        deleted: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[JSON], str | None]:
+        """A page of users ordered by id, and the cursor of the next page (None after the last).
+        Filters combine with AND: ``mail`` matches ``mail`` or an ``otherMails`` entry ignoring
+        case (as ``find_users_by_mail``), ``external_user_state`` and ``user_type`` equal the
+        document's ``externalUserState`` / ``userType``. ``deleted`` False lists live users only,
+        True soft-deleted ones only (in their deleted view). ``limit`` is 1..999; ``after`` is the
+        cursor a previous call returned (the last id of its page). Each filter and ``after`` is
+        None or a non-empty string (ValueError/TypeError otherwise)."""
+
+    async def soft_delete_user(self, user_id: str, now: int) -> JSON | None:
+        """Mark a live user deleted at ``now`` (epoch seconds) and return its deleted view: the
+        document with ``deletedDateTime`` (``%Y-%m-%dT%H:%M:%SZ``, UTC) and ``accountEnabled``
+        false. None when there is no such user or it is already deleted."""
+
+    async def restore_user(self, user_id: str) -> JSON | None:
+        """Undo ``soft_delete_user`` and return the user as it was (its own ``accountEnabled``);
+        None when there is no such deleted user."""
+
+    async def get_deleted_user(self, user_id: str) -> JSON | None:
+        """The deleted view of a soft-deleted user, or None (absent or not deleted)."""
+
+    async def purge_deleted_users(self, older_than: int) -> int:
+        """Remove for good (as ``delete_user``) every user soft-deleted before ``older_than``
+        (epoch seconds); returns how many."""
+
+    async def create_group(self, group: JSON) -> None:
+        """Insert a Graph ``group`` (``id``, ``displayName``, ``description``, ``mailNickname``,
+        ``securityEnabled``, ``createdDateTime``, ...). ValueError when the id is taken; see
+        ``validate_directory.check_group`` for the field checks (nothing written on error)."""
+
+    async def get_group(self, group_id: str) -> JSON | None:
+        """The group object, or None."""
+
+    async def list_groups(
+        self, *, limit: int = 100, after: str | None = None
+    ) -> tuple[list[JSON], str | None]:
+        """A page of groups ordered by id and the next cursor, as ``list_users``."""
+
+    async def update_group(self, group: JSON) -> None:
+        """Replace a group object (same checks as ``create_group``); KeyError when absent."""
+
+    async def delete_group(self, group_id: str) -> bool:
+        """Atomically remove the group, its members and owners lists and the app role
+        assignments whose principal it is (``principalType`` ``Group``); False when absent."""
+
+    async def add_group_member(self, group_id: str, user_id: str) -> bool:
+        """Make a live user a member; False when it already is. KeyError when there is no such
+        group or no such live user."""
+
+    async def remove_group_member(self, group_id: str, user_id: str) -> bool:
+        """False when the user was not a member."""
+
+    async def list_group_members(self, group_id: str) -> list[str]:
+        """The ids of the group's live members, sorted; [] for an unknown group."""
+
+    async def add_group_owner(self, group_id: str, user_id: str) -> bool:
+        """As ``add_group_member``, for owners."""
+
+    async def remove_group_owner(self, group_id: str, user_id: str) -> bool:
+        """False when the user was not an owner."""
+
+    async def list_group_owners(self, group_id: str) -> list[str]:
+        """The ids of the group's live owners, sorted."""
+
+    async def list_user_groups(self, user_id: str) -> list[str]:
+        """The ids of the groups a live user is a member of, sorted ([] for a deleted user)."""
+
+    async def list_owned_groups(self, user_id: str) -> list[str]:
+        """The ids of the groups a live user owns, sorted ([] for a deleted user)."""
+
+    async def add_app_role_assignment(self, assignment: JSON) -> bool:
+        """Insert a Graph ``appRoleAssignment`` (``id``, ``appRoleId``, ``principalId``,
+        ``principalType`` ``User`` | ``Group``, ``resourceId`` = our application id,
+        ``createdDateTime``, ...). KeyError when the principal is not a live user / a group;
+        False when ``(principalId, resourceId, appRoleId)`` is already assigned; ValueError when
+        the id is taken or a field is bad (nothing written)."""
+
+    async def remove_app_role_assignment(self, assignment_id: str) -> bool:
+        """False when there is no such assignment."""
+
+    async def list_app_role_assignments(
+        self, *, resource_id: str | None = None, principal_id: str | None = None
+    ) -> list[JSON]:
+        """Assignments to ``resource_id`` and/or of ``principal_id`` (all when both are None),
+        ordered by id, leaving out those of soft-deleted users."""
+
+    async def add_app_owner(self, app_id: str, user_id: str) -> bool:
+        """Make a live user an owner of the application ``app_id`` (its YAML id, not checked
+        here); False when it already is; KeyError when there is no such live user."""
+
+    async def remove_app_owner(self, app_id: str, user_id: str) -> bool:
+        """False when the user was not an owner."""
+
+    async def list_app_owners(self, app_id: str) -> list[str]:
+        """The ids of the application's live owners, sorted."""
+
+    async def list_owned_apps(self, user_id: str) -> list[str]:
+        """The ids of the applications a live user owns, sorted ([] for a deleted user)."""
 
     async def list_signing_keys(self) -> list[JSON]:
         """All stored signing-key records, oldest first."""

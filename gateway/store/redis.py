@@ -31,10 +31,21 @@ the layout is ready for Redis Cluster: keys that change together share a ``{hash
     ``delete_user`` read the user's ``user-mails``/``user-identities`` entries first, and
     ``add_identity`` its document and ``user-identities`` entry, then run a script that applies
     the change only if what they read is unchanged (else they read again).
+``gw:{dir}:user-ids``, ``gw:{dir}:deleted``, ``gw:{dir}:deleted-ids``, ``gw:{dir}:groups``,
+``gw:{dir}:group-ids``, ``gw:{dir}:members``, ``gw:{dir}:member-of``, ``gw:{dir}:owners``,
+``gw:{dir}:owner-of``, ``gw:{dir}:app-owners``, ``gw:{dir}:owned-apps``,
+``gw:{dir}:assignments``, ``gw:{dir}:assignment-triples``,
+``gw:{dir}:assignments-by-principal``, ``gw:{dir}:assignments-by-resource``
+    Listings, soft delete, groups and app links: see ``redis_directory``. ``create_user`` and
+    ``delete_user`` keep ``user-ids`` (every user id, for paging) in step; a user in the
+    ``deleted`` ZSET is soft-deleted, and ``get_user``, ``find_user_by_identity``,
+    ``find_users_by_mail``, ``update_user`` and ``add_identity`` treat it as absent;
+    ``delete_user`` also removes its links and assignments.
 
 Schema versions: 1 had neither the ``user-*`` hashes nor the mail sets; ``migrate`` builds them
 for every stored user (idempotent, so an interrupted upgrade is finished by the next run) and
-only then records version 2.
+only then records version 2. 2 had no ``user-ids``: ``migrate`` adds every stored user id (also
+idempotent) before it records version 3; the other schema 3 keys start empty.
 
 Round trips: ``get``, ``put``, ``consume``, ``delete``, ``incr``, ``ttl`` and ``add`` are one
 each (``put`` with a grant pipelines the artefact write and the index update); scripts run by
@@ -44,17 +55,35 @@ Redis with persistence (AOF or RDB) in production.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from gateway.store.base import JSON, Consumed, Counter
+from gateway.store.redis_directory import DIRECTORY_SCRIPTS, RedisDirectoryMixin
+from gateway.store.redis_keys import (
+    DELETED,
+    DIR_KEYS,
+    FIRST_EXTRA_KEY,
+    IDENTITIES,
+    META,
+    SIGNING_KEY_ORDER,
+    SIGNING_KEY_SEQ,
+    SIGNING_KEYS,
+    USER_IDENTITIES,
+    USER_IDS,
+    USER_MAILS,
+    USERS,
+    Script,
+    compact,
+    directory_script,
+    lua_script,
+    mail_key,
+)
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
@@ -74,15 +103,6 @@ from gateway.store.validate import (
     user_mails,
 )
 
-USERS = "gw:{dir}:users"
-IDENTITIES = "gw:{dir}:identities"
-USER_IDENTITIES = "gw:{dir}:user-identities"
-USER_MAILS = "gw:{dir}:user-mails"
-MAIL_PREFIX = "gw:{dir}:mail:"
-SIGNING_KEYS = "gw:{dir}:signing-keys"
-SIGNING_KEY_ORDER = "gw:{dir}:signing-key-order"
-SIGNING_KEY_SEQ = "gw:{dir}:signing-key-seq"
-META = "gw:{dir}:meta"
 SCAN_COUNT = 200
 
 
@@ -98,64 +118,45 @@ def grant_key(grant_id: str) -> str:
     return f"gw:g:{{{grant_id}}}"
 
 
-def mail_key(address: str) -> str:
-    """The SET of the ids of the users indexed under ``address`` (already lower-cased)."""
-    return MAIL_PREFIX + address
-
-
-def compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def identity_field(issuer: str, issuer_assigned_id: str) -> str:
     return compact([issuer, issuer_assigned_id])
 
 
-@dataclass(frozen=True, slots=True)
-class Script:
-    source: str
-    sha: str
-
-
-def _script(source: str) -> Script:
-    return Script(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
-
-
 # KEYS[1] artefact; ARGV payload, grant ("" = none), ttl ms
-PUT = _script("""
+PUT = lua_script("""
 redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'grant', ARGV[2], 'uses', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """)
-ADD = _script("""
+ADD = lua_script("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'grant', ARGV[2], 'uses', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """)
 # KEYS[1] grant index; ARGV member key, ttl ms
-GRANT_ADD = _script("""
+GRANT_ADD = lua_script("""
 redis.call('SADD', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """)
-GRANT_TAKE = _script("""
+GRANT_TAKE = lua_script("""
 local members = redis.call('SMEMBERS', KEYS[1])
 redis.call('DEL', KEYS[1])
 return members
 """)
 # KEYS[1] artefact; ARGV grant id
-DELETE_IF_GRANT = _script("""
+DELETE_IF_GRANT = lua_script("""
 if redis.call('HGET', KEYS[1], 'grant') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """)
-CONSUME = _script("""
+CONSUME = lua_script("""
 local found = redis.call('HMGET', KEYS[1], 'payload', 'grant')
 if not found[1] then return false end
 return {found[1], found[2] or '', redis.call('HINCRBY', KEYS[1], 'uses', 1)}
 """)
 # KEYS[1] counter; ARGV window ms
-INCR = _script("""
+INCR = lua_script("""
 local value = redis.call('INCR', KEYS[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then
@@ -164,9 +165,9 @@ if left < 0 then
 end
 return {value, left}
 """)
-# KEYS users, identities, user-identities, user-mails, mail sets...;
+# KEYS users, identities, user-identities, user-mails, user-ids, mail sets...;
 # ARGV user id, user JSON, pairs JSON, addresses JSON, identity fields...
-CREATE_USER = _script("""
+CREATE_USER = lua_script("""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
 for i = 5, #ARGV do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
@@ -175,47 +176,67 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[1]) end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
-for i = 5, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[5], 0, ARGV[1])
+for i = 6, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 return 1
 """)
-FIND_USER = _script("""
+# KEYS users, deleted; ARGV user id -> the live user's JSON or nil
+GET_USER = lua_script("""
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return false end
+return redis.call('HGET', KEYS[1], ARGV[1])
+""")
+# KEYS identities, users, deleted; ARGV identity field
+FIND_USER = lua_script("""
 local user_id = redis.call('HGET', KEYS[1], ARGV[1])
-if not user_id then return false end
+if not user_id or redis.call('ZSCORE', KEYS[3], user_id) then return false end
 return redis.call('HGET', KEYS[2], user_id)
 """)
-# KEYS users, user-mails, old mail sets (ARGV[5] of them), new mail sets;
+# KEYS users, user-mails, deleted, old mail sets (ARGV[5] of them), new mail sets;
 # ARGV user id, user JSON, expected user-mails entry ("" = none), new addresses JSON, count
-UPDATE_USER = _script("""
+UPDATE_USER = lua_script("""
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[3] then return -1 end
 local old = tonumber(ARGV[5])
-for i = 3, 2 + old do redis.call('SREM', KEYS[i], ARGV[1]) end
-for i = 3 + old, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
+for i = 4, 3 + old do redis.call('SREM', KEYS[i], ARGV[1]) end
+for i = 4 + old, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 return 1
 """)
-# KEYS users, identities, user-identities, user-mails, mail sets...;
-# ARGV user id, expected user-identities entry, expected user-mails entry, identity fields...
-DELETE_USER = _script("""
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if (redis.call('HGET', KEYS[3], ARGV[1]) or '') ~= ARGV[2] then return -1 end
-if (redis.call('HGET', KEYS[4], ARGV[1]) or '') ~= ARGV[3] then return -1 end
-for i = 4, #ARGV do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[i]) end
+# KEYS DIR_KEYS, mail sets...; ARGV user id, expected user-identities entry, expected
+# user-mails entry, deleted before ("" = any user; else only one soft-deleted before that
+# time), identity fields... -2: not deleted before that, -1: changed since read, 0: no such user
+DELETE_USER = directory_script(f"""
+if redis.call('HEXISTS', K.users, ARGV[1]) == 0 then return 0 end
+if ARGV[4] ~= '' then
+  local at = redis.call('ZSCORE', K.deleted, ARGV[1])
+  if not at or tonumber(at) >= tonumber(ARGV[4]) then return -2 end
 end
-for i = 5, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
+if (redis.call('HGET', K.user_identities, ARGV[1]) or '') ~= ARGV[2] then return -1 end
+if (redis.call('HGET', K.user_mails, ARGV[1]) or '') ~= ARGV[3] then return -1 end
+for i = 5, #ARGV do
+  if redis.call('HGET', K.identities, ARGV[i]) == ARGV[1] then redis.call('HDEL', K.identities, ARGV[i]) end
+end
+for i = {FIRST_EXTRA_KEY}, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+redis.call('HDEL', K.users, ARGV[1])
+redis.call('HDEL', K.user_identities, ARGV[1])
+redis.call('HDEL', K.user_mails, ARGV[1])
+redis.call('ZREM', K.user_ids, ARGV[1])
+redis.call('ZREM', K.deleted, ARGV[1])
+redis.call('ZREM', K.deleted_ids, ARGV[1])
+unlink(K.member_of, K.members, ARGV[1])
+unlink(K.owner_of, K.owners, ARGV[1])
+unlink(K.owned_apps, K.app_owners, ARGV[1])
+unassign_principal(ARGV[1], 'User')
 return 1
 """)
-# KEYS users, identities, user-identities; ARGV user id, user JSON as read, new user JSON,
-# user-identities entry as read ("" = none), new user-identities entry, identity field.
-# -2: no such user, -1: changed since read, 0: pair taken, 1: linked
-ADD_IDENTITY = _script("""
+# KEYS users, identities, user-identities, deleted; ARGV user id, user JSON as read, new user
+# JSON, user-identities entry as read ("" = none), new user-identities entry, identity field.
+# -2: no such live user, -1: changed since read, 0: pair taken, 1: linked
+ADD_IDENTITY = lua_script("""
 local doc = redis.call('HGET', KEYS[1], ARGV[1])
-if not doc then return -2 end
+if not doc or redis.call('ZSCORE', KEYS[4], ARGV[1]) then return -2 end
 if doc ~= ARGV[2] then return -1 end
 if (redis.call('HGET', KEYS[3], ARGV[1]) or '') ~= ARGV[4] then return -1 end
 if redis.call('HEXISTS', KEYS[2], ARGV[6]) == 1 then return 0 end
@@ -224,12 +245,13 @@ redis.call('HSET', KEYS[2], ARGV[6], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
 return 1
 """)
-# KEYS mail set, users -> flat list of user id, user JSON (unordered: Lua compares with strcoll)
-FIND_BY_MAIL = _script("""
+# KEYS mail set, users, deleted -> flat list of live user id, user JSON (unordered: Lua
+# compares with strcoll)
+FIND_BY_MAIL = lua_script("""
 local found = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local doc = redis.call('HGET', KEYS[2], id)
-  if doc then
+  if doc and not redis.call('ZSCORE', KEYS[3], id) then
     found[#found + 1] = id
     found[#found + 1] = doc
   end
@@ -238,7 +260,7 @@ return found
 """)
 # Schema 1 -> 2 for one user. KEYS users, user-identities, user-mails, mail sets...;
 # ARGV user id, user JSON as read, pairs JSON, addresses JSON. 0: already indexed, -1: changed
-INDEX_USER = _script("""
+INDEX_USER = lua_script("""
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
@@ -246,27 +268,34 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 for i = 4, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
 return 1
 """)
+# Schema 2 -> 3. KEYS users, user-ids; ARGV user ids: each still stored is filed in user-ids
+INDEX_USER_IDS = lua_script("""
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then redis.call('ZADD', KEYS[2], 0, ARGV[i]) end
+end
+return 1
+""")
 # KEYS signing-keys, signing-key-order, signing-key-seq; ARGV kid, record JSON
-SAVE_KEY = _script("""
+SAVE_KEY = lua_script("""
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
 end
 return 1
 """)
-LIST_KEYS = _script("""
+LIST_KEYS = lua_script("""
 local kids = redis.call('ZRANGE', KEYS[2], 0, -1)
 if #kids == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(kids))
 """)
-SET_META_IF_ABSENT = _script("""
+SET_META_IF_ABSENT = lua_script("""
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])
 """)
 SCRIPTS = (
     PUT, ADD, GRANT_ADD, GRANT_TAKE, DELETE_IF_GRANT, CONSUME, INCR,
-    CREATE_USER, FIND_USER, UPDATE_USER, DELETE_USER, ADD_IDENTITY, FIND_BY_MAIL, INDEX_USER,
-    SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT,
+    CREATE_USER, GET_USER, FIND_USER, UPDATE_USER, DELETE_USER, ADD_IDENTITY, FIND_BY_MAIL,
+    INDEX_USER, INDEX_USER_IDS, SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT, *DIRECTORY_SCRIPTS,
 )  # fmt: skip
 
 
@@ -325,7 +354,7 @@ class Client(Protocol):
     async def aclose(self) -> None: ...
 
 
-class RedisStore:
+class RedisStore(RedisDirectoryMixin):
     """``Store`` over one Redis database; see the module docstring for the key scheme."""
 
     def __init__(self, client: Client) -> None:
@@ -374,6 +403,8 @@ class RedisStore:
         await self._load_scripts()
         if found is None or found < 2:
             await self._index_directory()
+        if found is None or found < 3:
+            await self._index_user_ids()
         await self._redis.hset(META, "schema_version", str(SCHEMA_VERSION))
 
     async def _index_directory(self) -> None:
@@ -399,6 +430,17 @@ class RedisStore:
                 found = await self._redis.hget(USERS, user_id)
                 if found is not None:
                     batch.append((user_id, str(found)))
+
+    async def _index_user_ids(self) -> None:
+        """Schema 2 -> 3: file every stored user id in ``user-ids``."""
+        batch: list[str] = []
+        async for user_id, _ in self._redis.hscan_iter(USERS, count=SCAN_COUNT):
+            batch.append(str(user_id))
+            if len(batch) >= SCAN_COUNT:
+                await self._eval(INDEX_USER_IDS, [USERS, USER_IDS], batch)
+                batch = []
+        if batch:
+            await self._eval(INDEX_USER_IDS, [USERS, USER_IDS], batch)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -473,7 +515,7 @@ class RedisStore:
         mails = user_mails(user)
         doc = encode("user", user)
         fields = [identity_field(issuer, assigned) for issuer, assigned in pairs]
-        keys = [USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, *map(mail_key, mails)]
+        keys = [USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, USER_IDS, *map(mail_key, mails)]
         args = [user_id, doc, compact([list(pair) for pair in pairs]), compact(mails), *fields]
         outcome = int(await self._eval(CREATE_USER, keys, args))
         if outcome < 0:
@@ -482,14 +524,14 @@ class RedisStore:
 
     async def get_user(self, user_id: str) -> JSON | None:
         check_text("user id", user_id)
-        found = await self._redis.hget(USERS, user_id)
+        found = await self._eval(GET_USER, [USERS, DELETED], [user_id])
         return None if found is None else decode(found)
 
     async def find_user_by_identity(self, issuer: str, issuer_assigned_id: str) -> JSON | None:
         check_text("identity issuer", issuer)
         check_text("identity issuer_assigned_id", issuer_assigned_id)
         field = identity_field(issuer, issuer_assigned_id)
-        found = await self._eval(FIND_USER, [IDENTITIES, USERS], [field])
+        found = await self._eval(FIND_USER, [IDENTITIES, USERS, DELETED], [field])
         return None if found is None else decode(found)
 
     async def update_user(self, user: JSON) -> None:
@@ -500,7 +542,7 @@ class RedisStore:
         while True:  # compare-and-set on the user's user-mails entry
             indexed = await self._redis.hget(USER_MAILS, user_id)
             old: list[str] = [] if indexed is None else json.loads(indexed)
-            keys = [USERS, USER_MAILS, *map(mail_key, old), *new_keys]
+            keys = [USERS, USER_MAILS, DELETED, *map(mail_key, old), *new_keys]
             args: list[str | int] = [user_id, doc, indexed or "", compact(mails), len(old)]
             outcome = int(await self._eval(UPDATE_USER, keys, args))
             if outcome == 0:
@@ -512,7 +554,7 @@ class RedisStore:
         check_text("user id", user_id)
         entry = check_identity(issuer, issuer_assigned_id, identity)
         field = identity_field(issuer, issuer_assigned_id)
-        keys = [USERS, IDENTITIES, USER_IDENTITIES]
+        keys = [USERS, IDENTITIES, USER_IDENTITIES, DELETED]
         while True:  # compare-and-set on the user's document and user-identities entry
             pipe = self._redis.pipeline(transaction=False)
             pipe.hget(USERS, user_id)
@@ -532,12 +574,18 @@ class RedisStore:
 
     async def find_users_by_mail(self, mail: str) -> list[JSON]:
         address = check_mail(mail)
-        found = await self._eval(FIND_BY_MAIL, [mail_key(address), USERS], [])
+        found = await self._eval(FIND_BY_MAIL, [mail_key(address), USERS, DELETED], [])
         pairs = sorted(zip(found[::2], found[1::2], strict=True), key=lambda pair: str(pair[0]))
         return [decode(doc) for _, doc in pairs]
 
     async def delete_user(self, user_id: str) -> bool:
         check_text("user id", user_id)
+        return await self._delete_user(user_id, None)
+
+    async def _delete_user(self, user_id: str, deleted_before: int | None) -> bool:
+        """Hard-delete the user (when ``deleted_before`` is given: only if it was soft-deleted
+        before that time); True when it was removed."""
+        condition = "" if deleted_before is None else str(deleted_before)
         while True:  # compare-and-set on the user's user-identities and user-mails entries
             pipe = self._redis.pipeline(transaction=False)
             pipe.hget(USER_IDENTITIES, user_id)
@@ -545,10 +593,11 @@ class RedisStore:
             owned, indexed = await pipe.execute()
             pairs: list[list[str]] = [] if owned is None else json.loads(owned)
             mails: list[str] = [] if indexed is None else json.loads(indexed)
-            keys = [USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, *map(mail_key, mails)]
-            args = [user_id, owned or "", indexed or "", *(identity_field(i, a) for i, a in pairs)]
+            keys = [*DIR_KEYS, *map(mail_key, mails)]
+            fields = (identity_field(i, a) for i, a in pairs)
+            args = [user_id, owned or "", indexed or "", condition, *fields]
             outcome = int(await self._eval(DELETE_USER, keys, args))
-            if outcome >= 0:
+            if outcome != -1:
                 return outcome == 1
 
     async def list_signing_keys(self) -> list[JSON]:

@@ -10,7 +10,8 @@ Each store instance has two connections to the file, both in WAL mode with
   without waiting. No checkpoint and no purge ever runs on it, so it never fsyncs.
 - the *worker connection*, on one dedicated thread (``worker.WorkerThread``) with a 5 s busy
   timeout. It does whatever may wait or take long: an operation that met ``SQLITE_BUSY`` on
-  the loop (another process held the write lock) is redone there from the start; a write
+  the loop (another process held the write lock; a write first tries again on the loop after
+  sleeps of 0, 1 and 2 ms, which let the loop run on) is redone there from the start; a write
   that falls due for maintenance (the purge of expired rows, at most once a minute; a
   ``PASSIVE`` checkpoint every ``CHECKPOINT_EVERY`` loop commits) runs there with it; and
   ``migrate``. Before the loop connection exists (or when it cannot be opened), everything
@@ -35,11 +36,14 @@ lower-cased ``mail`` and ``otherMails``), ``signing_keys`` (insertion seq, kid, 
 and ``meta`` (name, value; holds ``schema_version``).
 
 Schema versions: 1 had no ``user_mails``; ``migrate`` upgrades a version 1 file in place, in
-the same transaction that creates the table, by indexing every stored user.
+the same transaction that creates the table, by indexing every stored user. 2 had none of the
+tables of ``sqlite_directory`` (soft delete, groups, app links), which ``migrate`` creates;
+lookups of users skip soft-deleted ones (``deleted_users``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import sqlite3
@@ -50,6 +54,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.store.base import JSON, Consumed, Counter
+from gateway.store.sqlite_directory import DIRECTORY_SCHEMA, SQLiteDirectoryMixin, delete_user_rows
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
@@ -79,6 +84,9 @@ CHECKPOINT_EVERY = 1000  # loop commits between checkpoints: a log of some 5000 
 PURGE_BATCH = 500
 MIN_SQLITE = (3, 35, 0)
 BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes: try the worker
+# Sleeps between tries of a loop write that found the write lock taken (another process's write
+# holds it for tens of µs); then the worker takes over and waits up to the busy timeout.
+LOOP_RETRY_DELAYS = (0.0, 0.001, 0.002)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS artefacts (
@@ -133,16 +141,18 @@ USER_EXISTS = "SELECT 1 FROM users WHERE id = ?"
 IDENTITY_EXISTS = "SELECT 1 FROM identities WHERE issuer = ? AND issuer_assigned_id = ?"
 INSERT_USER = "INSERT INTO users (id, doc) VALUES (?, ?)"
 INSERT_IDENTITY = "INSERT INTO identities (issuer, issuer_assigned_id, user_id) VALUES (?, ?, ?)"
-GET_USER = "SELECT doc FROM users WHERE id = ?"
+GET_USER = """SELECT doc FROM users
+WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)"""
 FIND_USER = """SELECT users.doc FROM identities JOIN users ON users.id = identities.user_id
-WHERE identities.issuer = ? AND identities.issuer_assigned_id = ?"""
-UPDATE_USER = "UPDATE users SET doc = ? WHERE id = ?"
+WHERE identities.issuer = ? AND identities.issuer_assigned_id = ?
+AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)"""
+UPDATE_USER = """UPDATE users SET doc = ?
+WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)"""
 INSERT_MAIL = "INSERT INTO user_mails (mail, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 DELETE_MAILS = "DELETE FROM user_mails WHERE user_id = ?"
-DELETE_IDENTITIES = "DELETE FROM identities WHERE user_id = ?"
-DELETE_USER = "DELETE FROM users WHERE id = ?"
 FIND_BY_MAIL = """SELECT users.doc FROM user_mails JOIN users ON users.id = user_mails.user_id
-WHERE user_mails.mail = ? ORDER BY user_mails.user_id"""
+WHERE user_mails.mail = ? AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)
+ORDER BY user_mails.user_id"""
 ALL_USERS = "SELECT id, doc FROM users ORDER BY id"
 LIST_KEYS = "SELECT record FROM signing_keys ORDER BY seq"
 SAVE_KEY = """INSERT INTO signing_keys (kid, record) VALUES (?, ?)
@@ -169,7 +179,7 @@ def _seconds_left(expires_at: float, now: float) -> int:
     return max(math.ceil(expires_at - now), 0)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteDirectoryMixin):
     """``Store`` over one SQLite file; see the module docstring."""
 
     def __init__(
@@ -200,6 +210,7 @@ class SQLiteStore:
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_thread: int | None = None
         self.busy_fallbacks = 0  # operations that met SQLITE_BUSY on the loop and went to the worker
+        self.busy_retries = 0  # loop writes that found the write lock taken and tried again
 
     # -- worker-thread plumbing --------------------------------------------------------
 
@@ -257,7 +268,7 @@ class SQLiteStore:
             if conn.execute(HAS_META_TABLE).fetchone() is not None:
                 row = conn.execute(GET_META, ("schema_version",)).fetchone()
                 found = check_schema_version(None if row is None else str(row[0]))
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *DIRECTORY_SCHEMA):
                 conn.execute(statement)
             if found is None or found < 2:
                 self._index_all_mails(conn)
@@ -341,29 +352,37 @@ class SQLiteStore:
         return await self._read(work)
 
     async def _write(self, work: Work[T]) -> T:
-        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the loop connection; on the
-        worker when maintenance is due or the write lock is taken (then it may wait)."""
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the loop connection. When the
+        write lock is taken (another process is writing), try again on the loop after short
+        sleeps (``LOOP_RETRY_DELAYS``), then on the worker, which waits; maintenance that falls
+        due also goes to the worker."""
         self._check_open()
         conn = self._open_loop_conn()
-        now = self._clock()
-        if conn is None or now >= self._next_purge or self._loop_commits >= self._checkpoint_every:
+        if conn is None or self._clock() >= self._next_purge or self._loop_commits >= self._checkpoint_every:
             return await self._submit(self._write_now, work)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        for delay in (*LOOP_RETRY_DELAYS, None):
             try:
-                result = work(conn, now)
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                if delay is None:
+                    break
+                self.busy_retries += 1  # nothing was written: sleep (the loop runs on), try again
+                await asyncio.sleep(delay)
+                self._check_open()
+                continue
+            try:
+                result = work(conn, self._clock())
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc):
-                raise
-            self.busy_fallbacks += 1  # nothing was written: do it all again where waiting is fine
-            return await self._submit(self._write_now, work)
-        self._loop_commits += 1
-        return result
+            self._loop_commits += 1
+            return result
+        self.busy_fallbacks += 1
+        return await self._submit(self._write_now, work)
 
     # -- Store -------------------------------------------------------------------------
 
@@ -555,9 +574,7 @@ class SQLiteStore:
         check_text("user id", user_id)
 
         def work(conn: sqlite3.Connection, now: float) -> bool:
-            conn.execute(DELETE_IDENTITIES, (user_id,))
-            conn.execute(DELETE_MAILS, (user_id,))
-            return conn.execute(DELETE_USER, (user_id,)).rowcount == 1
+            return delete_user_rows(conn, user_id)
 
         return await self._write(work)
 

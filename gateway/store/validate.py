@@ -15,7 +15,7 @@ from gateway.store.base import JSON
 KIND_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_ID_LENGTH = 1024
 MAX_TTL = 10 * 366 * 86400
-SCHEMA_VERSION = 2  # 1: first release; 2: users indexed by mail
+SCHEMA_VERSION = 3  # 1: first release; 2: users indexed by mail; 3: soft delete, groups, app links
 MAX_USER_MAILS = 250
 # One encoder for every write: ``json.dumps`` with options builds a new encoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -67,11 +67,17 @@ def decode(text: str | bytes) -> JSON:
 
 
 def check_user(user: JSON) -> str:
-    """The user's ``id``: a user object must carry a non-empty string ``id``."""
+    """The user's ``id``: a user object must carry a non-empty string ``id``, and no
+    ``deletedDateTime`` (the store keeps the deletion state; see ``soft_delete_user``)."""
     if not isinstance(user, dict):
         raise TypeError(f"user must be a JSON object (dict), got {type(user).__name__}")
     user_id: Any = user.get("id")
     check_text("user['id']", user_id)
+    if user.get("deletedDateTime") is not None:
+        raise ValueError(
+            "user['deletedDateTime'] is set by soft_delete_user and cleared by restore_user, "
+            "not written with the user"
+        )
     return cast(str, user_id)
 
 

@@ -382,7 +382,7 @@ async def test_meta_first_value_wins(backend: Backend) -> None:
 
 async def test_migrate_is_idempotent_and_keeps_data(backend: Backend) -> None:
     s = backend.store
-    assert await s.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+    assert await s.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
     await s.put("session", "s", {"v": 1}, 60)
     await s.create_user(ALICE, [(ISS, "sub-a")])
     await s.migrate()
@@ -390,4 +390,4 @@ async def test_migrate_is_idempotent_and_keeps_data(backend: Backend) -> None:
     assert await s.get("session", "s") == {"v": 1}
     assert await s.find_user_by_identity(ISS, "sub-a") == ALICE
     assert await s.find_users_by_mail("ALICE@partner.example") == [ALICE]
-    assert await s.get_meta("schema_version") == "2"
+    assert await s.get_meta("schema_version") == "3"

@@ -28,6 +28,7 @@ from gateway.store.redis import (
     grant_key,
     mail_key,
 )
+from gateway.store.redis_keys import DIR_KEYS
 
 pytestmark = pytest.mark.redis
 
@@ -53,6 +54,7 @@ async def test_keys_follow_the_documented_scheme(redis_store: RedisStore, raw: A
         "gw:{dir}:user-identities",
         "gw:{dir}:user-mails",
         "gw:{dir}:mail:u1@x.example",
+        "gw:{dir}:user-ids",
         "gw:{dir}:signing-keys",
         "gw:{dir}:signing-key-order",
         "gw:{dir}:signing-key-seq",
@@ -64,6 +66,7 @@ async def test_keys_follow_the_documented_scheme(redis_store: RedisStore, raw: A
     assert await raw.hgetall("gw:{dir}:user-identities") == {"u1": '[["https://iss.example","s1"]]'}
     assert await raw.hgetall("gw:{dir}:user-mails") == {"u1": '["u1@x.example"]'}
     assert await raw.smembers("gw:{dir}:mail:u1@x.example") == {"u1"}
+    assert await raw.zrange("gw:{dir}:user-ids", 0, -1, withscores=True) == [("u1", 0.0)]
 
 
 def test_keys_that_change_together_share_a_slot() -> None:
@@ -71,7 +74,7 @@ def test_keys_that_change_together_share_a_slot() -> None:
         key_slot(k.encode())
         for k in (
             USERS, IDENTITIES, USER_IDENTITIES, USER_MAILS, mail_key("a{b}c@x.example"), mail_key("z@y"),
-            SIGNING_KEYS, SIGNING_KEY_ORDER, SIGNING_KEY_SEQ, META,
+            SIGNING_KEYS, SIGNING_KEY_ORDER, SIGNING_KEY_SEQ, META, *DIR_KEYS,
         )
     }  # fmt: skip
     assert len(directory) == 1
@@ -306,7 +309,7 @@ async def test_migrate_upgrades_a_version_1_directory(
     monkeypatch.setattr(redis_module, "SCAN_COUNT", 2)  # several batches
     await write_v1(raw, V1_USERS)
     await redis_store.migrate()
-    assert await raw.hget(META, "schema_version") == "2"
+    assert await raw.hget(META, "schema_version") == "3"
     assert await raw.hgetall(USER_MAILS) == {
         **{f"u{n}": f'["shared@x.example","user{n}@partner.example"]' for n in range(5)},
         "u-nomail": "[]",
@@ -335,7 +338,7 @@ async def test_migrate_refuses_a_version_1_user_with_bad_mails(redis_store: Redi
     assert await raw.keys("gw:{dir}:mail:*") == []
     await raw.hset(USERS, "u-bad", json.dumps({"id": "u-bad", "mail": "Fixed@x.example"}))
     await redis_store.migrate()
-    assert await raw.hget(META, "schema_version") == "2"
+    assert await raw.hget(META, "schema_version") == "3"
     assert [u["id"] for u in await redis_store.find_users_by_mail("fixed@x.example")] == ["u-bad"]
 
 

@@ -109,8 +109,23 @@ async def test_a_write_that_meets_a_held_write_lock_waits_on_the_worker_not_the_
         await freer
     finally:
         other.close()
+    assert sqlite_store.busy_retries == len(sqlite_module.LOOP_RETRY_DELAYS)
     assert sqlite_store.busy_fallbacks == 1
     assert await sqlite_store.get("code", "waited") == {"ok": True}
+
+
+async def test_a_write_lock_released_soon_is_retried_on_the_loop(sqlite_store: SQLiteStore) -> None:
+    await sqlite_store.put("code", "first", {}, 600)
+    other = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's short write
+        asyncio.get_running_loop().call_soon(other.execute, "COMMIT")
+        await sqlite_store.put("code", "retried", {"ok": True}, 600)
+    finally:
+        other.close()
+    assert sqlite_store.busy_retries >= 1
+    assert sqlite_store.busy_fallbacks == 0  # done on the loop, no hop to the worker
+    assert await sqlite_store.get("code", "retried") == {"ok": True}
 
 
 async def test_a_lookup_that_meets_busy_is_redone_on_the_worker(sqlite_store: SQLiteStore) -> None:
@@ -330,7 +345,7 @@ async def test_migrate_upgrades_a_version_1_file_in_place(tmp_path: Path) -> Non
     try:
         await store.migrate()
         version, names = schema_state(path)
-        assert version == "2"
+        assert version == "3"
         assert {"user_mails", "user_mails_user"} <= names
         with closing(sqlite3.connect(path)) as conn:
             rows = sorted(conn.execute("SELECT mail, user_id FROM user_mails"))
@@ -376,7 +391,7 @@ async def test_migrate_refuses_a_version_1_user_with_bad_mails_and_changes_nothi
                 "UPDATE users SET doc = ? WHERE id = 'u-bad'", (json.dumps({**bad, "otherMails": []}),)
             )
         await store.migrate()
-        assert schema_state(path)[0] == "2"
+        assert schema_state(path)[0] == "3"
         assert [u["id"] for u in await store.find_users_by_mail("OK@x.example")] == ["u-bad"]
     finally:
         await store.close()

@@ -65,3 +65,23 @@ async def test_stop_lets_queued_calls_finish_then_ends_the_thread() -> None:
     await asyncio.to_thread(thread.join, 5)
     assert not thread.is_alive()
     assert seen == [1, 2]
+
+
+async def test_posted_calls_run_in_order_and_their_errors_do_not_stop_the_thread() -> None:
+    worker = WorkerThread("test-post")
+    done = threading.Event()
+    seen: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("dropped on purpose")
+
+    try:
+        worker.post(seen.append, "a")
+        worker.post(fail)
+        worker.post(seen.append, "b")
+        worker.post(done.set)
+        assert await asyncio.to_thread(done.wait, 5)
+        assert seen == ["a", "b"]
+        assert await worker.run(len, seen) == 2
+    finally:
+        worker.stop()
