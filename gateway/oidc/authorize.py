@@ -6,11 +6,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
+from gateway.directory.app_access import app_access
 from gateway.http import NO_STORE, BadForm, read_form, single_values
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
-from gateway.oidc.errors import InvalidRequest, LoginRequired, OAuthError, UntrustedRedirect
+from gateway.oidc.errors import AccessDenied, InvalidRequest, LoginRequired, OAuthError, UntrustedRedirect
 from gateway.pages import error_page
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -135,6 +136,21 @@ async def respond_with_code(
     rt: Runtime, request: Request, signin: transaction.SignIn, session: SsoSession, *, fresh: bool = False
 ) -> Response:
     """Mint a code for this session and send the browser back to the client."""
+    app = rt.settings.application(signin.app_id)
+    if app is not None and app.assignment_required:
+        access = await app_access(rt.store, app, session.user_id)
+        if not access.assigned:
+            audit.signin_failed(
+                rt,
+                signin.app_id,
+                reason="app_assignment_required",
+                request=request,
+                user_id=session.user_id,
+                connector_id=session.connector_id,
+                decisions=[audit.decision("application", "refused", "app_assignment_required")],
+            )
+            denied = AccessDenied("the user is not assigned to this application")
+            return responses.error(signin.redirect_uri, denied, state=signin.state, issuer=rt.settings.issuer)
     grant = codes.CodeGrant(
         client_id=signin.client_id,
         app_id=signin.app_id,

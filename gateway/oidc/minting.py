@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.directory.app_access import app_access, needs_access_data
 from gateway.oidc import bearer, grants
 from gateway.oidc.claims import pairwise_sub, user_claims
 from gateway.oidc.codes import new_grant_id
@@ -50,6 +51,14 @@ async def mint(
     now = rt.now()
     sub = pairwise_sub(rt.pairwise_salt, app.id, user["id"])
     claims = user_claims(user, scopes, idp=authn.idp, tenant_id=rt.settings.tenant.id)
+    if needs_access_data(app):
+        access = await app_access(rt.store, app, user["id"])
+        if app.assignment_required and not access.assigned:
+            raise InvalidGrant("the user is not assigned to this application")
+        if app.claims.groups:
+            claims["groups"] = access.groups
+        if app.claims.roles:
+            claims["roles"] = access.roles
     access_ttl = lifetimes.access_token_seconds
     record = {
         "client_id": app.oidc.client_id,

@@ -198,6 +198,21 @@ class OidcClient(Strict):
         return self.is_public or self.require_pkce
 
 
+class AppRole(Strict):
+    """Graph ``appRole``: ``value`` is what the ``roles`` claim carries."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    value: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,120}$")]
+    display_name: str = Field(min_length=1, max_length=256)
+
+
+class TokenClaims(Strict):
+    groups: bool = Field(False, description="Put the user's group ids in a `groups` claim.")
+    roles: bool = Field(
+        False, description="Put the user's app role values (direct and via groups) in `roles`."
+    )
+
+
 class Application(Strict):
     id: Identifier
     name: str = Field(min_length=1, max_length=256)
@@ -213,6 +228,18 @@ class Application(Strict):
         description="Application permissions on the admin API (Graph names), granted to this app's "
         "client_credentials tokens. Needs a confidential `oidc` registration.",
     )
+    app_roles: list[AppRole] = Field([], description="Roles users and groups can be assigned in this app.")
+    assignment_required: bool = Field(
+        False, description="Only users assigned to the app (directly or through a group) may sign in to it."
+    )
+    claims: TokenClaims = Field(default_factory=lambda: TokenClaims(), description="Opt-in claims.")
+
+    @field_validator("app_roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[AppRole]) -> list[AppRole]:
+        if len({r.id for r in roles}) != len(roles) or len({r.value for r in roles}) != len(roles):
+            raise ValueError("app role ids and values must be unique")
+        return roles
 
 
 class UserFlow(Strict):

@@ -14,9 +14,12 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
 from gateway.directory import users
+from gateway.directory.app_access import app_access
 from gateway.directory.identities import directory_issuer, idp_claim
+from gateway.oidc import responses
 from gateway.oidc.authorize import respond_with_code
 from gateway.oidc.claims import ACR_SINGLE_FACTOR
+from gateway.oidc.errors import AccessDenied
 from gateway.pages import error_page
 from gateway.policy.linking import decide_link
 from gateway.policy.signup import self_service_sign_up
@@ -80,6 +83,25 @@ async def finish_signin(
     """The SSO session, the audit record, and the way back: a code to the app, or the invitation's target."""
     now = rt.now()
     connector_type = rt.connector_types[identity.connector_id]
+    app = rt.settings.application(signin.app_id)
+    if (
+        app is not None
+        and app.assignment_required
+        and not (await app_access(rt.store, app, user["id"])).assigned
+    ):
+        decisions.append(audit.decision("application", "refused", "app_assignment_required"))
+        await transaction.finish(rt.store, signin.id)
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason="app_assignment_required",
+            request=request,
+            connector_id=identity.connector_id,
+            user_id=user["id"],
+            decisions=decisions,
+        )
+        denied = AccessDenied("the user is not assigned to this application")
+        return responses.error(signin.redirect_uri, denied, state=signin.state, issuer=rt.settings.issuer)
     lifetime = rt.settings.tokens.session_seconds
     await rt.sessions.forget(request)
     session, token = await rt.sessions.create(
