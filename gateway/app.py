@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.admin.routes import ROUTES as ADMIN_ROUTES
 from gateway.demo.routes import ROUTES as DEMO_ROUTES
+from gateway.myapps.routes import ROUTES as MYAPPS_ROUTES
 from gateway.oidc.authorize import authorize
 from gateway.oidc.discovery import discovery, jwks
 from gateway.oidc.logout import logout
@@ -61,6 +62,7 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *FEDERATION_ROUTES,
         *REDEMPTION_ROUTES,
         *ADMIN_ROUTES,
+        *MYAPPS_ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     if settings.demo.enabled:
