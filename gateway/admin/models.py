@@ -3,8 +3,9 @@ generate the OpenAPI schemas, so the document and the checks cannot drift apart.
 
 Request bodies are strict (no coercion: ``"true"`` is not a boolean) and every string has a maximum
 length. Fields the API does not take (read-only ones such as ``id``, ``status``, ``inviteRedeemUrl``,
-and anything unknown such as ``role`` or ``tenant_id``) are ignored, never assigned. ``null`` means
-"not given" for optional fields.
+and anything unknown such as ``role`` or ``tenant_id``) are ignored, never assigned, in an
+invitation; ``PATCH``/``POST`` bodies of users, groups and ``$ref`` refuse them instead
+(``extra="forbid"``). ``null`` means "not given" for optional fields of an invitation.
 """
 
 from __future__ import annotations
@@ -126,6 +127,61 @@ class InvitationCreate(_Body):
     )
 
 
+class UserPatch(_Body):
+    """The body of ``PATCH /v1.0/users/{id}``: only these properties are writable (``WRITABLE``);
+    the endpoint refuses any other key before this model sees the body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    displayName: Name | None = None
+    givenName: Name | None = None
+    surname: Name | None = None
+    accountEnabled: bool | None = Field(None, description="false ends every sign-in of the user at once.")
+    otherMails: list[Address] | None = Field(None, max_length=250)
+
+
+MAX_DESCRIPTION = 1024
+NICKNAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+Description = Annotated[
+    str,
+    Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": LINE_PATTERN}),
+    AfterValidator(_line),
+]
+Nickname = Annotated[str, Field(pattern=NICKNAME_PATTERN)]
+
+
+class GroupCreate(_Body):
+    """The body of ``POST /v1.0/groups`` (and, all optional, of ``PATCH``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    displayName: Annotated[Name, Field(min_length=1)]
+    description: Description | None = None
+    mailNickname: Nickname | None = None
+    securityEnabled: bool | None = None
+    mailEnabled: bool | None = None
+
+
+class GroupPatch(_Body):
+    """The body of ``PATCH /v1.0/groups/{id}``: the same properties, all optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    displayName: Annotated[Name, Field(min_length=1)] | None = None
+    description: Description | None = None
+    mailNickname: Nickname | None = None
+    securityEnabled: bool | None = None
+    mailEnabled: bool | None = None
+
+
+class DirectoryObjectRef(_Body):
+    """``{"@odata.id": "<issuer>/v1.0/directoryObjects/<user id>"}`` (``/users/<id>`` too)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    odata_id: str = Field(alias="@odata.id", max_length=MAX_URL)
+
+
 # -- responses (documentation and OpenAPI schemas) ---------------------------------------------
 
 
@@ -194,6 +250,34 @@ class UserOut(BaseModel):
     accountEnabled: bool | None = None
     createdDateTime: str | None = None
     sponsors: list[str] | None = Field(None, description="Object ids of the guest's sponsors.")
+    deletedDateTime: str | None = Field(None, description="Only on soft-deleted users.")
+
+
+class GroupOut(_Out):
+    """A Graph ``group``."""
+
+    id: str
+    displayName: str
+    description: str | None = None
+    mailNickname: str | None = None
+    securityEnabled: bool | None = None
+    mailEnabled: bool | None = None
+    createdDateTime: str | None = None
+
+
+class _Page(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    context: str = Field(alias="@odata.context")
+    next_link: str | None = Field(None, alias="@odata.nextLink")
+
+
+class UserCollection(_Page):
+    value: list[UserOut]
+
+
+class GroupCollection(_Page):
+    value: list[GroupOut]
 
 
 class ErrorDetail(_Out):

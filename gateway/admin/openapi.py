@@ -16,17 +16,33 @@ from starlette.responses import Response
 
 from gateway.admin.caller import DIRECTORY_SCOPE
 from gateway.admin.errors import CODES, api_endpoint
-from gateway.admin.models import ErrorOut, InvitationCreate, InvitationOut, UserOut
+from gateway.admin.models import (
+    DirectoryObjectRef,
+    ErrorOut,
+    GroupCollection,
+    GroupCreate,
+    GroupOut,
+    GroupPatch,
+    InvitationCreate,
+    InvitationOut,
+    UserCollection,
+    UserOut,
+    UserPatch,
+)
 from gateway.http import json_response
 
-_REQUEST_MODELS: tuple[type[BaseModel], ...] = (InvitationCreate,)
-_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (InvitationOut, UserOut, ErrorOut)
+_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    InvitationCreate, UserPatch, GroupCreate, GroupPatch, DirectoryObjectRef,
+)  # fmt: skip
+_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    InvitationOut, UserOut, UserCollection, GroupOut, GroupCollection, ErrorOut,
+)  # fmt: skip
 _DESCRIPTIONS = {
     400: "Malformed JSON or an invalid field (`details` names each field).",
     401: "No access token, or one that is invalid, expired or revoked.",
     403: "The caller may not do this (`innerError.code` says why).",
     404: "The object named in the request does not exist.",
-    409: "The address belongs to another object.",
+    409: "An address belongs to another object.",
     413: "The body is larger than 64 KiB.",
     415: "The body is not application/json.",
 }
@@ -38,6 +54,110 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _op(operation_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{"bearer": []}],
+        **extra,
+        "responses": responses,
+    }
+
+
+NO_CONTENT = {"204": {"description": "Done."}}
+
+
+def _directory_paths() -> dict[str, Any]:
+    """Users (list, update, delete, restore) and groups with their members and owners."""
+    paging = [TOP, SKIPTOKEN]
+    related: dict[str, Any] = {}
+    for relation, noun in (("members", "member"), ("owners", "owner")):
+        title = noun.title()
+        related[f"/v1.0/groups/{{group_id}}/{relation}"] = {
+            "parameters": [GROUP_ID],
+            "get": _op(
+                f"listGroup{title}s",
+                f"The group's {relation} (users).",
+                {"200": _json(_ref(UserCollection), f"The {relation}."), **_errors(401, 403, 404)},
+            ),
+        }
+        related[f"/v1.0/groups/{{group_id}}/{relation}/$ref"] = {
+            "parameters": [GROUP_ID],
+            "post": _op(
+                f"addGroup{title}",
+                f"Add a user as {noun} (`@odata.id`: issuer/v1.0/directoryObjects/<id>).",
+                {**NO_CONTENT, **_errors(400, 401, 403, 404, 413, 415)},
+                requestBody=_body(DirectoryObjectRef),
+            ),
+        }
+        related[f"/v1.0/groups/{{group_id}}/{relation}/{{user_id}}/$ref"] = {
+            "parameters": [GROUP_ID, USER_ID],
+            "delete": _op(
+                f"removeGroup{title}", f"Remove a {noun}.", {**NO_CONTENT, **_errors(401, 403, 404)}
+            ),
+        }
+    return {
+        "/v1.0/users": {
+            "get": _op(
+                "listUsers",
+                "A page of users, optionally filtered.",
+                {"200": _json(_ref(UserCollection), "A page."), **_errors(400, 401, 403)},
+                parameters=[*paging, FILTER],
+            ),
+        },
+        "/v1.0/directory/deletedItems/microsoft.graph.user": {
+            "get": _op(
+                "listDeletedUsers",
+                "Soft-deleted users (restorable for 30 days).",
+                {"200": _json(_ref(UserCollection), "A page."), **_errors(400, 401, 403)},
+                parameters=paging,
+            ),
+        },
+        "/v1.0/directory/deletedItems/{object_id}/restore": {
+            "parameters": [OBJECT_ID],
+            "post": _op(
+                "restoreDeletedUser",
+                "Restore a soft-deleted user.",
+                {"200": _json(_ref(UserOut), "The restored user."), **_errors(401, 403, 404)},
+            ),
+        },
+        "/v1.0/groups": {
+            "get": _op(
+                "listGroups",
+                "A page of groups.",
+                {"200": _json(_ref(GroupCollection), "A page."), **_errors(400, 401, 403)},
+                parameters=paging,
+            ),
+            "post": _op(
+                "createGroup",
+                "Create a group.",
+                {"201": _json(_ref(GroupOut), "The group."), **_errors(400, 401, 403, 413, 415)},
+                requestBody=_body(GroupCreate),
+            ),
+        },
+        "/v1.0/groups/{group_id}": {
+            "parameters": [GROUP_ID],
+            "get": _op(
+                "getGroup",
+                "One group.",
+                {"200": _json(_ref(GroupOut), "The group."), **_errors(401, 403, 404)},
+            ),
+            "patch": _op(
+                "updateGroup",
+                "Change a group's properties.",
+                {**NO_CONTENT, **_errors(400, 401, 403, 404, 413, 415)},
+                requestBody=_body(GroupPatch),
+            ),
+            "delete": _op("deleteGroup", "Delete a group.", {**NO_CONTENT, **_errors(401, 403, 404)}),
+        },
+        **related,
+    }
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -106,6 +226,17 @@ def document(issuer: str) -> dict[str, Any]:
                     "security": security,
                     "responses": {"200": _json(_ref(UserOut), "The user."), **_errors(401, 403, 404)},
                 },
+                "patch": _op(
+                    "updateUser",
+                    "Change a user's writable properties; other keys are refused.",
+                    {**NO_CONTENT, **_errors(400, 401, 403, 404, 409, 413, 415)},
+                    requestBody=_body(UserPatch),
+                ),
+                "delete": _op(
+                    "deleteUser",
+                    "Soft-delete a user (restorable for 30 days); ends their sign-ins.",
+                    {**NO_CONTENT, **_errors(401, 403, 404)},
+                ),
             },
             "/v1.0/users/{user_id}/revokeSignInSessions": {
                 "parameters": [USER_ID],
@@ -116,6 +247,7 @@ def document(issuer: str) -> dict[str, Any]:
                     "responses": {"200": _json(REVOKED, "Revoked."), **_errors(401, 403, 404)},
                 },
             },
+            **_directory_paths(),
         },
         "components": {
             "schemas": definitions["$defs"],
@@ -136,6 +268,30 @@ USER_ID = {
     "required": True,
     "description": "The user's object id (a UUID).",
     "schema": {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+}
+GROUP_ID = {**USER_ID, "name": "group_id", "description": "The group's object id (a UUID)."}
+OBJECT_ID = {**USER_ID, "name": "object_id", "description": "The deleted user's object id (a UUID)."}
+TOP = {
+    "name": "$top",
+    "in": "query",
+    "required": False,
+    "description": "Page size, 1 to 999 (default 100).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 999},
+}
+SKIPTOKEN = {
+    "name": "$skiptoken",
+    "in": "query",
+    "required": False,
+    "description": "The opaque token of an `@odata.nextLink`.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+FILTER = {
+    "name": "$filter",
+    "in": "query",
+    "required": False,
+    "description": "`mail eq '<address>'`, `externalUserState eq 'PendingAcceptance'|'Accepted'`, "
+    "`userType eq 'Guest'|'Member'`, joined by ` and `; anything else: 400 `unsupported_filter`.",
+    "schema": {"type": "string", "maxLength": 600},
 }
 REVOKED = {
     "type": "object",

@@ -9,10 +9,32 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from gateway.admin.errors import ApiError, Endpoint, api_endpoint
+from gateway.admin.groups import (
+    add_member,
+    add_owner,
+    create_group,
+    delete_group,
+    get_group,
+    list_groups,
+    list_members,
+    list_owners,
+    remove_member,
+    remove_owner,
+    update_group,
+)
 from gateway.admin.invitations import create_invitation
 from gateway.admin.me import me
 from gateway.admin.openapi import openapi
-from gateway.admin.users import get_user, revoke_me, revoke_user
+from gateway.admin.users import (
+    delete_user,
+    get_user,
+    list_deleted_users,
+    list_users,
+    restore_user,
+    revoke_me,
+    revoke_user,
+    update_user,
+)
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -49,9 +71,44 @@ ROUTES = [
             Route("/invitations", methods({"POST": create_invitation}), methods=ALL_METHODS),
             Route("/me", methods({"GET": me}), methods=ALL_METHODS),
             Route("/me/revokeSignInSessions", methods({"POST": revoke_me}), methods=ALL_METHODS),
-            Route("/users/{user_id}", methods({"GET": get_user}), methods=ALL_METHODS),
+            Route("/users", methods({"GET": list_users}), methods=ALL_METHODS),
+            Route(
+                "/users/{user_id}",
+                methods({"GET": get_user, "PATCH": update_user, "DELETE": delete_user}),
+                methods=ALL_METHODS,
+            ),
             Route(
                 "/users/{user_id}/revokeSignInSessions", methods({"POST": revoke_user}), methods=ALL_METHODS
+            ),
+            Route(
+                "/directory/deletedItems/microsoft.graph.user",
+                methods({"GET": list_deleted_users}),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/directory/deletedItems/{object_id}/restore",
+                methods({"POST": restore_user}),
+                methods=ALL_METHODS,
+            ),
+            Route("/groups", methods({"GET": list_groups, "POST": create_group}), methods=ALL_METHODS),
+            Route(
+                "/groups/{group_id}",
+                methods({"GET": get_group, "PATCH": update_group, "DELETE": delete_group}),
+                methods=ALL_METHODS,
+            ),
+            Route("/groups/{group_id}/members", methods({"GET": list_members}), methods=ALL_METHODS),
+            Route("/groups/{group_id}/members/$ref", methods({"POST": add_member}), methods=ALL_METHODS),
+            Route(
+                "/groups/{group_id}/members/{user_id}/$ref",
+                methods({"DELETE": remove_member}),
+                methods=ALL_METHODS,
+            ),
+            Route("/groups/{group_id}/owners", methods({"GET": list_owners}), methods=ALL_METHODS),
+            Route("/groups/{group_id}/owners/$ref", methods({"POST": add_owner}), methods=ALL_METHODS),
+            Route(
+                "/groups/{group_id}/owners/{user_id}/$ref",
+                methods({"DELETE": remove_owner}),
+                methods=ALL_METHODS,
             ),
             Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
             Route("/{rest:path}", not_found, methods=ALL_METHODS),

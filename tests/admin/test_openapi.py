@@ -50,6 +50,17 @@ async def test_the_document_is_openapi_3_1_with_generated_schemas(api: Api) -> N
         "/v1.0/me/revokeSignInSessions",
         "/v1.0/users/{user_id}",
         "/v1.0/users/{user_id}/revokeSignInSessions",
+        "/v1.0/users",
+        "/v1.0/directory/deletedItems/microsoft.graph.user",
+        "/v1.0/directory/deletedItems/{object_id}/restore",
+        "/v1.0/groups",
+        "/v1.0/groups/{group_id}",
+        "/v1.0/groups/{group_id}/members",
+        "/v1.0/groups/{group_id}/members/$ref",
+        "/v1.0/groups/{group_id}/members/{user_id}/$ref",
+        "/v1.0/groups/{group_id}/owners",
+        "/v1.0/groups/{group_id}/owners/$ref",
+        "/v1.0/groups/{group_id}/owners/{user_id}/$ref",
     }
     schemas = document["components"]["schemas"]
     assert {"InvitationCreate", "InvitationOut", "UserOut", "ErrorOut"} <= set(schemas)
