@@ -93,6 +93,7 @@ class MailMessage:
     subject: str
     text: str
     html: str | None = None
+    reply_to: str | None = None
 
 
 class MailSender(Protocol):

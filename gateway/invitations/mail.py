@@ -113,4 +113,6 @@ def invitation_messages(mail: InvitationMail) -> list[MailMessage]:
     subject = _subject(mail)
     text, html = _text(mail, until), _html(mail, subject, until)
     recipients = [mail.to] if mail.cc is None or mail.cc.lower() == mail.to.lower() else [mail.to, mail.cc]
-    return [MailMessage(to=to, subject=subject, text=text, html=html) for to in recipients]
+    # §2.2: Reply-To is the inviter's address when there is one.
+    reply_to = mail.inviter_mail or None
+    return [MailMessage(to=to, subject=subject, text=text, html=html, reply_to=reply_to) for to in recipients]

@@ -100,6 +100,7 @@ class Composer:
             self.from_header,
             _header("To", message.to),
             _header("Subject", message.subject),
+            *([_header("Reply-To", message.reply_to)] if message.reply_to else []),
             _header("Date", formatdate(now, usegmt=True)),
             f"Message-ID: {message_id}{CRLF}",
             f"Auto-Submitted: auto-generated{CRLF}",  # RFC 3834: no auto-replies, please

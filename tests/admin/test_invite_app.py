@@ -134,6 +134,7 @@ async def test_an_app_mail_drops_the_custom_message_and_copies_the_cc(api: Api) 
     to_cc = await api.smtp.wait_for(to="boss@partner.example", timeout=10)
     for message in (to_guest, to_cc):
         assert message["Subject"] == "You're invited to access applications within Contoso"
+        assert message["Reply-To"] is None  # an app has no address to reply to
         text = cast(Any, message.get_body(preferencelist=("plain",))).get_content()
         html = cast(Any, message.get_body(preferencelist=("html",))).get_content()
         assert invitation["inviteRedeemUrl"] in text

@@ -36,6 +36,7 @@ async def test_a_bootstrap_admin_invites_with_an_escaped_custom_message_and_a_cc
     for to in ("guest@partner.example", "copy@partner.example"):
         mail = await api.smtp.wait_for(to=to, timeout=10)
         assert mail["Subject"] == "Ada Admin invited you to access applications within Contoso"
+        assert mail["Reply-To"] == ADMIN  # §2.2: replies go to the inviter
         text = cast(Any, mail.get_body(preferencelist=("plain",))).get_content().replace("\r\n", "\n")
         html = cast(Any, mail.get_body(preferencelist=("html",))).get_content().replace("\r\n", "\n")
         assert "Ada Admin (admin@contoso.example) invited you to access applications within Contoso." in text
