@@ -1,5 +1,5 @@
 """The ``gateway`` command line: check-config, config-schema, serve, keys rotate, and the
-directory commands (invite, users show) that ``gateway.cli_directory`` implements.
+directory commands (invite, users list|show|delete|restore) that ``gateway.cli_directory`` implements.
 
 Every command that reads the configuration takes ``--config FILE`` (default ``$GATEWAY_CONFIG``,
 then ``config/gateway.yaml``). Exit codes: 0 ok, 1 invalid input or configuration, 2 usage.

@@ -1,4 +1,4 @@
-"""The directory commands of ``gateway``: ``invite`` and ``users show``.
+"""The directory commands of ``gateway``: ``invite`` and ``users list|show|delete|restore``.
 
 The command line acts as the install's **operator**: whoever can read the configuration and reach
 the store. It invites as a Global Administrator (``Inviter.operator``, ``invited_by`` ``operator:cli``),
@@ -12,7 +12,15 @@ configuration leaves one audit record (``event: admin``, ``action: invite``) who
 the mail goes through the configured outbox, which is drained before the command returns; a mail the
 outbox could not deliver makes the command exit 1 (the invitation itself stays, with its link printed).
 ``gateway users show ID|EMAIL`` prints the Graph view of one user (``admin.graph.graph_user``); EMAIL
-matches a user's ``mail`` or ``otherMails``.
+matches a user's ``mail`` or ``otherMails``. ``gateway users list`` pages through the whole directory
+(live users, or soft-deleted ones with ``--deleted``) as a table or, with ``--json``, a JSON array of
+Graph views. ``gateway users delete ID|EMAIL`` does what ``DELETE /v1.0/users/{id}`` does, through the
+same code (``directory.revocation.revoke_sign_in_sessions`` on an opened ``Runtime``): sessions and
+refresh tokens are revoked, relying parties with a ``backchannel_logout_uri`` get a logout token
+(delivered, retries included, before the command returns; one that could not be delivered makes it
+exit 1, the user staying deleted), then the user is soft-deleted (restorable for 30 days).
+``gateway users restore ID`` undoes a soft delete. Delete and restore are audited (``deleteUser``,
+``restoreUser``) with the API's reason codes, failures included.
 
 Only ``argparse`` is needed to register the commands; everything else is imported when one runs.
 """
@@ -50,8 +58,8 @@ def add_commands(
     config: argparse.ArgumentParser,
     load: SettingsLoader,
 ) -> None:
-    """Register ``invite`` and ``users show``; ``load`` reads the configuration of ``--config``
-    (None after printing its problems)."""
+    """Register ``invite`` and ``users list|show|delete|restore``; ``load`` reads the configuration
+    of ``--config`` (None after printing its problems)."""
     invite = commands.add_parser(
         "invite",
         parents=[config],
@@ -76,6 +84,36 @@ def add_commands(
     show = users.add_parser("show", parents=[config], help="print a user as JSON (Graph names)")
     show.add_argument("user", metavar="ID|EMAIL", help="the user's object id, mail or one of its otherMails")
     show.set_defaults(command=functools.partial(_users_show, load))
+
+    listing = users.add_parser("list", parents=[config], help="list users (a table, or JSON with --json)")
+    listing.add_argument(
+        "--state", choices=["PendingAcceptance", "Accepted"], help="only this externalUserState"
+    )
+    listing.add_argument("--type", choices=["Guest", "Member"], dest="user_type", help="only this userType")
+    listing.add_argument(
+        "--mail", type=_address, metavar="ADDR", help="only users with this mail or otherMails"
+    )
+    listing.add_argument("--deleted", action="store_true", help="list soft-deleted users instead")
+    listing.add_argument("--json", action="store_true", help="print a JSON array of users (Graph names)")
+    listing.set_defaults(command=functools.partial(_users_list, load))
+
+    delete = users.add_parser(
+        "delete", parents=[config], help="soft-delete a user and end all of its sign-ins"
+    )
+    delete.add_argument(
+        "user", metavar="ID|EMAIL", help="the user's object id, mail or one of its otherMails"
+    )
+    delete.set_defaults(command=functools.partial(_users_delete, load))
+
+    restore = users.add_parser("restore", parents=[config], help="restore a soft-deleted user")
+    restore.add_argument("user", metavar="ID", help="the deleted user's object id")
+    restore.set_defaults(command=functools.partial(_users_restore, load))
+
+
+def _address(text: str) -> str:
+    if not text or len(text) > MAX_ADDRESS or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be an address of 1 to {MAX_ADDRESS} printable characters")
+    return text
 
 
 def _fail(message: str) -> int:
@@ -216,14 +254,29 @@ def _users_show(load: SettingsLoader, args: argparse.Namespace, parser: argparse
 
     key: str = args.user
     found = asyncio.run(_find_users(settings, key))
-    shown = key if len(key) <= MAX_ADDRESS and key.isprintable() else "(the value given)"
-    if not found:
-        return _fail(f"no user has the {'address' if '@' in key else 'id'} {shown}")
-    if len(found) > 1:
-        ids = ", ".join(str(user["id"]) for user in found)
-        return _fail(f"{len(found)} users hold the address {shown} ({ids}): give an object id")
+    problem = _not_one(key, found)
+    if problem is not None:
+        return _fail(problem[1])
     print(json.dumps(graph_user(found[0]), indent=2))
     return 0
+
+
+def _shown(key: str) -> str:
+    """``key`` as it may be echoed to a terminal (no control characters, bounded)."""
+    return key if len(key) <= MAX_ADDRESS and key.isprintable() else "(the value given)"
+
+
+def _not_one(key: str, found: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why ``found`` is not exactly one user: (audit reason, message); None when it is."""
+    if not found:
+        return "user_not_found", f"no user has the {'address' if '@' in key else 'id'} {_shown(key)}"
+    if len(found) > 1:
+        ids = ", ".join(str(user["id"]) for user in found)
+        return (
+            "ambiguous_address",
+            f"{len(found)} users hold the address {_shown(key)} ({ids}): give an object id",
+        )
+    return None
 
 
 async def _find_users(settings: Settings, key: str) -> list[dict[str, Any]]:
@@ -239,5 +292,181 @@ async def _find_users(settings: Settings, key: str) -> list[dict[str, Any]]:
             return list(await store.find_users_by_mail(key))
         user = await store.get_user(key)
         return [] if user is None else [user]
+    finally:
+        await store.close()
+
+
+# -- gateway users list --------------------------------------------------------------------------
+
+PAGE_SIZE = 500
+COLUMNS = ("id", "userType", "mail", "externalUserState", "createdDateTime")
+
+
+def _users_list(load: SettingsLoader, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = load(args)
+    if settings is None:
+        return 1
+    import asyncio
+
+    from gateway.admin.graph import graph_user
+
+    found = asyncio.run(_all_users(settings, args))
+    views = [graph_user(user) for user in found]
+    if args.json:
+        print(json.dumps(views, indent=2))
+        return 0
+    columns = (*COLUMNS, "deletedDateTime") if args.deleted else COLUMNS
+    rows = [columns, *([_cell(user.get(name)) for name in columns] for user in found)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+    if not found:
+        print("(no users)")
+    return 0
+
+
+def _cell(value: object) -> str:
+    """A table cell: ``-`` for none; anything a terminal would interpret is replaced."""
+    if value is None or value == "":
+        return "-"
+    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in str(value))
+
+
+async def _all_users(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every user the filters select, page after page (ordered by id)."""
+    from gateway.store.factory import open_store
+
+    store = open_store(settings.store)
+    try:
+        await store.migrate()
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await store.list_users(
+                mail=args.mail, external_user_state=args.state, user_type=args.user_type,
+                deleted=bool(args.deleted), limit=PAGE_SIZE, after=cursor,
+            )  # fmt: skip
+            found.extend(page)
+            if cursor is None:
+                return found
+    finally:
+        await store.close()
+
+
+# -- gateway users delete / restore --------------------------------------------------------------
+
+
+def _users_delete(load: SettingsLoader, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = load(args)
+    if settings is None:
+        return 1
+    _log_to_stderr()
+    import asyncio
+
+    from gateway.audit import operator_action
+
+    key: str = args.user
+    found = asyncio.run(_find_users(settings, key))
+    problem = _not_one(key, found)
+    if problem is not None:
+        operator_action(
+            settings, action="deleteUser", result="failure", target=key[:MAX_ID], reasons=[problem[0]]
+        )
+        return _fail(problem[1])
+    user_id = str(found[0]["id"])
+    failures = _BackchannelFailures()
+    backchannel_logger = logging.getLogger("gateway.backchannel")
+    backchannel_logger.addHandler(failures)
+    try:
+        deleted = asyncio.run(_delete_in_store(settings, user_id))
+    except ValueError as exc:  # the runtime could not open (an unsafe mail.smtp, ...): nothing changed
+        return _fail(str(exc))
+    finally:
+        backchannel_logger.removeHandler(failures)
+    if deleted is None:  # deleted by someone else in between
+        operator_action(
+            settings, action="deleteUser", result="failure", target=user_id, reasons=["user_not_found"]
+        )
+        return _fail(f"no user has the id {user_id}")
+    operator_action(
+        settings, action="deleteUser", result="success", target=user_id, reasons=["user_soft_deleted"]
+    )
+    told = [
+        app.oidc.client_id for app in settings.applications if app.oidc and app.oidc.backchannel_logout_uri
+    ]
+    mail = _cell(deleted.get("mail"))
+    print(f"deleted user {user_id} ({mail}) at {deleted['deletedDateTime']}; restorable for 30 days")
+    print("revoked: its sign-in sessions and refresh tokens (signInSessionsValidFromDateTime moved to now)")
+    if told:
+        print(f"back-channel logout sent to: {', '.join(told)}")
+    if failures.messages:
+        return _fail(
+            "the user was deleted but not every relying party was told: " + "; ".join(failures.messages)
+        )
+    return 0
+
+
+class _BackchannelFailures(logging.Handler):
+    """Collects the back-channel deliveries that finally failed (not the attempts that are retried)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "(attempt" not in str(record.msg):
+            self.messages.append(record.getMessage())
+
+
+async def _delete_in_store(settings: Settings, user_id: str) -> dict[str, Any] | None:
+    """As ``DELETE /v1.0/users/{id}``: revoke every sign-in (waiting for the back channel), then
+    soft-delete. The deleted view, or None when the user is gone already."""
+    from gateway.directory.revocation import revoke_sign_in_sessions
+    from gateway.runtime import open_runtime
+
+    rt = await open_runtime(settings)
+    try:
+        user = await rt.store.get_user(user_id)
+        if user is None:
+            return None
+        await revoke_sign_in_sessions(rt, dict(user))
+        await rt.backchannel.idle()  # every logout token delivered, or retried and given up
+        return await rt.store.soft_delete_user(user_id, rt.now())
+    finally:
+        await rt.close()
+
+
+def _users_restore(load: SettingsLoader, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = load(args)
+    if settings is None:
+        return 1
+    _log_to_stderr()
+    import asyncio
+
+    from gateway.audit import operator_action
+
+    key: str = args.user
+    restored = asyncio.run(_restore_in_store(settings, key)) if len(key) <= MAX_ID else None
+    if restored is None:
+        operator_action(
+            settings,
+            action="restoreUser",
+            result="failure",
+            target=key[:MAX_ID],
+            reasons=["deleted_item_not_found"],
+        )
+        return _fail(f"no deleted user has the id {_shown(key)}")
+    operator_action(settings, action="restoreUser", result="success", target=key, reasons=["user_restored"])
+    print(f"restored user {key} ({_cell(restored.get('mail'))}); it signs in again from now on")
+    return 0
+
+
+async def _restore_in_store(settings: Settings, user_id: str) -> dict[str, Any] | None:
+    from gateway.store.factory import open_store
+
+    store = open_store(settings.store)
+    try:
+        await store.migrate()
+        return await store.restore_user(user_id)
     finally:
         await store.close()

@@ -8,6 +8,7 @@ What was (not) persisted is read straight from the SQLite file (``tests.support.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import subprocess
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+import respx
 
 from gateway.admin.models import InvitationOut, UserOut
 from gateway.cli import main
@@ -462,3 +465,308 @@ def test_python_dash_m_gateway_invite(workdir: Path) -> None:
         ({"kind": "operator", "id": "cli"}, "success", invitation["invitedUser"]["id"])
     ]
     assert [u["id"] for u in users(db(workdir))] == [invitation["invitedUser"]["id"]]
+
+
+# -- users list / delete / restore ---------------------------------------------------------------
+
+BACKCHANNEL = "https://rp.example/backchannel-logout"
+GUESTS = ("a@partner.example", "b@partner.example", "c@other.example")
+
+
+def with_backchannel(workdir: Path) -> str:
+    config = write(workdir)
+    path = workdir / config
+    path.write_text(
+        path.read_text().replace(
+            "      redirect_uris: [http://127.0.0.1:8000/demo/callback]\n",
+            "      redirect_uris: [http://127.0.0.1:8000/demo/callback]\n"
+            f"      backchannel_logout_uri: {BACKCHANNEL}\n",
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def directory(workdir: Path, config: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """Three invited guests, one of them Accepted, and a Member; address -> id."""
+    ids: dict[str, str] = {}
+    for email in (*GUESTS, "staff@contoso.example"):
+        assert invite(config, email, *(["--member"] if email.startswith("staff") else [])) == 0
+        ids[email] = json.loads(capsys.readouterr().out)["invitedUser"]["id"]
+
+    async def accept() -> None:
+        store = open_store(f"sqlite:///{db(workdir)}")
+        try:
+            user = await store.get_user(ids["b@partner.example"])
+            assert user is not None
+            await store.update_user({**user, "externalUserState": "Accepted"})
+        finally:
+            await store.close()
+
+    asyncio.run(accept())
+    return ids
+
+
+async def in_store(workdir: Path, user_id: str) -> tuple[Any, Any]:
+    """(live user, deleted view) of ``user_id`` as the store holds them now."""
+    store = open_store(f"sqlite:///{db(workdir)}")
+    try:
+        return await store.get_user(user_id), await store.get_deleted_user(user_id)
+    finally:
+        await store.close()
+
+
+def listing(config: str, capsys: pytest.CaptureFixture[str], *options: str) -> list[dict[str, Any]]:
+    assert main(["users", "list", "--json", "--config", config, *options]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return cast(list[dict[str, Any]], json.loads(out))
+
+
+def test_users_list_prints_a_table_of_every_user(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+    monkeypatch.setattr("gateway.cli_directory.PAGE_SIZE", 1)  # four pages: the cursor is followed
+    assert main(["users", "list", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    header, *rows = out.splitlines()
+    assert header.split() == ["id", "userType", "mail", "externalUserState", "createdDateTime"]
+    stored = {u["id"]: u for u in users(db(workdir))}
+    assert [row.split()[0] for row in rows] == sorted(ids.values())  # ordered by id
+    for row in rows:
+        user = stored[row.split()[0]]
+        assert row.split() == [
+            user["id"], user["userType"], user["mail"], user["externalUserState"], user["createdDateTime"],
+        ]  # fmt: skip
+    assert header.index("userType") == rows[0].index(stored[rows[0].split()[0]]["userType"])  # aligned
+
+
+def test_users_list_json_and_filters(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+    monkeypatch.setattr("gateway.cli_directory.PAGE_SIZE", 2)
+    everyone = listing(config, capsys)
+    assert [u["id"] for u in everyone] == sorted(ids.values())
+    stored = {u["id"]: u for u in users(db(workdir))}
+    for shown in everyone:
+        UserOut.model_validate(shown)
+        assert shown == {
+            name: stored[shown["id"]][name] for name in UserOut.model_fields if name in stored[shown["id"]]
+        }
+    assert [u["mail"] for u in listing(config, capsys, "--state", "Accepted")] == ["b@partner.example"]
+    assert [u["mail"] for u in listing(config, capsys, "--type", "Member")] == ["staff@contoso.example"]
+    assert [u["mail"] for u in listing(config, capsys, "--mail", "C@OTHER.example")] == ["c@other.example"]
+    pending_guests = listing(config, capsys, "--type", "Guest", "--state", "PendingAcceptance")
+    assert sorted(u["mail"] for u in pending_guests) == ["a@partner.example", "c@other.example"]
+    assert listing(config, capsys, "--mail", "nobody@partner.example") == []
+    assert listing(config, capsys, "--deleted") == []
+
+
+def test_users_list_deleted_shows_when(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+    assert main(["users", "list", "--deleted", "--config", config]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["(no users)"]
+    assert main(["users", "delete", "a@partner.example", "--config", config]) == 0
+    capsys.readouterr()
+    [deleted] = listing(config, capsys, "--deleted")
+    assert deleted["id"] == ids["a@partner.example"] and deleted["accountEnabled"] is False
+    assert ids["a@partner.example"] not in [u["id"] for u in listing(config, capsys)]
+    assert main(["users", "list", "--deleted", "--config", config]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "deletedDateTime"
+    assert row.split()[0] == ids["a@partner.example"] and row.split()[-1] == deleted["deletedDateTime"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--state", "Pending"], "argument --state: invalid choice: 'Pending'"),
+        (["--type", "guest"], "argument --type: invalid choice: 'guest'"),
+        (["--mail", ""], "argument --mail: must be an address of 1 to 254 printable characters"),
+        (["--mail", "a\x1b@partner.example"], "argument --mail: must be an address of 1 to 254 printable"),
+        (["--mail", "a" * 250 + "@x.example"], "argument --mail: must be an address of 1 to 254 printable"),
+    ],
+)
+def test_users_list_bad_options_are_usage_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str], options: list[str], expected: str
+) -> None:
+    config = write(workdir)
+    assert main(["users", "list", "--config", config, *options]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: gateway users list") and expected in err
+    assert not (workdir / "var").exists()  # refused before the store was opened
+
+
+def test_users_delete_revokes_everything_tells_the_rp_then_soft_deletes(
+    workdir: Path, capsys: pytest.CaptureFixture[str], audit: pytest.LogCaptureFixture
+) -> None:
+    config = with_backchannel(workdir)
+    ids = directory(workdir, config, capsys)
+    user_id = ids["a@partner.example"]
+
+    async def sessions() -> None:
+        store = open_store(f"sqlite:///{db(workdir)}")
+        try:
+            await store.put("session", "s-a", {"user": user_id}, 3600, grant_id=f"user:{user_id}")
+            await store.put("refresh", "r-a", {"user": user_id}, 3600, grant_id=f"user:{user_id}")
+            await store.put("session", "s-b", {}, 3600, grant_id=f"user:{ids['b@partner.example']}")
+        finally:
+            await store.close()
+
+    asyncio.run(sessions())
+    audit.clear()
+    with respx.mock(assert_all_called=False) as router:
+        rp = router.post(BACKCHANNEL).mock(return_value=httpx.Response(200))
+        assert main(["users", "delete", "A@Partner.Example", "--config", config]) == 0
+    out = capsys.readouterr().out
+    live, deleted = asyncio.run(in_store(workdir, user_id))
+    assert live is None and deleted is not None and deleted["accountEnabled"] is False
+    when = deleted["deletedDateTime"]
+    assert out == (
+        f"deleted user {user_id} (a@partner.example) at {when}; restorable for 30 days\n"
+        "revoked: its sign-in sessions and refresh tokens (signInSessionsValidFromDateTime moved to now)\n"
+        "back-channel logout sent to: demo\n"
+    )
+    assert deleted["signInSessionsValidFromDateTime"] >= deleted["createdDateTime"]
+    assert (snapshot(db(workdir)).count("session"), snapshot(db(workdir)).count("refresh")) == (1, 0)
+    [call] = rp.calls
+    token = parse_qs(call.request.content.decode())["logout_token"][0]
+    header, claims = (json.loads(base64.urlsafe_b64decode(part + "==")) for part in token.split(".")[:2])
+    assert header["typ"] == "logout+jwt"
+    assert (claims["iss"], claims["aud"], claims["events"]) == (
+        "http://127.0.0.1:8000", "demo", {"http://schemas.openid.net/event/backchannel-logout": {}},
+    )  # fmt: skip
+    assert "sid" not in claims and claims["sub"] and claims["sub"] != user_id  # pairwise
+    [record] = audit_records(audit)
+    assert (record["action"], record["result"], record["actor"], record["target"], record["reasons"]) == (
+        "deleteUser", "success", {"kind": "operator", "id": "cli"}, user_id, ["user_soft_deleted"],
+    )  # fmt: skip
+
+
+def test_users_delete_exits_1_when_the_rp_refuses_but_the_user_stays_deleted(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = with_backchannel(workdir)
+    ids = directory(workdir, config, capsys)
+    with respx.mock(assert_all_called=False) as router:
+        router.post(BACKCHANNEL).mock(return_value=httpx.Response(400))
+        assert main(["users", "delete", ids["c@other.example"], "--config", config]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"deleted user {ids['c@other.example']} (c@other.example) at ")
+    assert (
+        "gateway: the user was deleted but not every relying party was told: "
+        "back-channel logout refused by demo: HTTP 400\n"
+    ) in err
+    assert asyncio.run(in_store(workdir, ids["c@other.example"]))[0] is None
+
+
+@pytest.mark.parametrize(
+    ("key", "expected", "reason"),
+    [
+        ("0b6c1e8e-2c0a-4a39-9d0e-6d3a8c1f0e55", "no user has the id 0b6c1e8e-2c0a-4a39-9d0e-6d3a8c1f0e55",
+         "user_not_found"),
+        ("nobody@partner.example", "no user has the address nobody@partner.example", "user_not_found"),
+        ("bad\x1bid", "no user has the id (the value given)", "user_not_found"),
+        ("x" * 65, "no user has the id " + "x" * 65, "user_not_found"),
+    ],
+)  # fmt: skip
+def test_users_delete_an_unknown_user_exits_1_and_changes_nothing(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    audit: pytest.LogCaptureFixture,
+    key: str,
+    expected: str,
+    reason: str,
+) -> None:
+    config = write(workdir)
+    directory(workdir, config, capsys)
+    before = users(db(workdir))
+    audit.clear()
+    assert main(["users", "delete", key, "--config", config]) == 1
+    assert capsys.readouterr() == ("", f"gateway: {expected}\n")
+    assert users(db(workdir)) == before
+    [record] = audit_records(audit)
+    assert (record["action"], record["result"], record["target"], record["reasons"]) == (
+        "deleteUser", "failure", key[:64], [reason],
+    )  # fmt: skip
+
+
+def test_users_delete_refuses_an_address_two_users_hold(
+    workdir: Path, capsys: pytest.CaptureFixture[str], audit: pytest.LogCaptureFixture
+) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+
+    async def share() -> None:
+        store = open_store(f"sqlite:///{db(workdir)}")
+        try:
+            for email in ("a@partner.example", "b@partner.example"):
+                user = await store.get_user(ids[email])
+                assert user is not None
+                await store.update_user({**user, "otherMails": ["shared@partner.example"]})
+        finally:
+            await store.close()
+
+    asyncio.run(share())
+    before = users(db(workdir))
+    audit.clear()
+    assert main(["users", "delete", "shared@partner.example", "--config", config]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("gateway: 2 users hold the address shared@partner.example (")
+    assert users(db(workdir)) == before
+    [record] = audit_records(audit)
+    assert (record["result"], record["reasons"]) == ("failure", ["ambiguous_address"])
+
+
+def test_users_restore_brings_a_deleted_user_back(
+    workdir: Path, capsys: pytest.CaptureFixture[str], audit: pytest.LogCaptureFixture
+) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+    user_id = ids["b@partner.example"]
+    assert main(["users", "delete", user_id, "--config", config]) == 0
+    capsys.readouterr()
+    audit.clear()
+    assert main(["users", "restore", user_id, "--config", config]) == 0
+    assert capsys.readouterr() == (
+        f"restored user {user_id} (b@partner.example); it signs in again from now on\n",
+        "",
+    )
+    live, deleted = asyncio.run(in_store(workdir, user_id))
+    assert deleted is None and live is not None
+    assert (live["accountEnabled"], live["externalUserState"]) == (True, "Accepted")
+    assert "deletedDateTime" not in live
+    [record] = audit_records(audit)
+    assert (record["action"], record["result"], record["actor"], record["target"], record["reasons"]) == (
+        "restoreUser", "success", {"kind": "operator", "id": "cli"}, user_id, ["user_restored"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["live", "unknown", "long", "control"])
+def test_users_restore_of_no_deleted_user_exits_1_and_changes_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str], audit: pytest.LogCaptureFixture, which: str
+) -> None:
+    config = write(workdir)
+    ids = directory(workdir, config, capsys)
+    key = {
+        "live": ids["a@partner.example"],  # not deleted: nothing to restore
+        "unknown": "0b6c1e8e-2c0a-4a39-9d0e-6d3a8c1f0e55",
+        "long": "x" * 65,
+        "control": "bad\x1bid",
+    }[which]
+    before = users(db(workdir))
+    audit.clear()
+    assert main(["users", "restore", key, "--config", config]) == 1
+    shown = "(the value given)" if which == "control" else key
+    assert capsys.readouterr() == ("", f"gateway: no deleted user has the id {shown}\n")
+    assert users(db(workdir)) == before
+    [record] = audit_records(audit)
+    assert (record["action"], record["result"], record["target"], record["reasons"]) == (
+        "restoreUser", "failure", key[:64], ["deleted_item_not_found"],
+    )  # fmt: skip
