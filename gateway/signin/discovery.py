@@ -78,7 +78,7 @@ async def go_upstream(rt: Runtime, request: Request, signin: SignIn, route: Rout
     assert route.connector_id is not None
     signin.partner_tenant_id = route.partner_tenant_id
     signin.hints_used = True
-    return await start_upstream(rt, request, signin, route.connector_id)
+    return await start_upstream(rt, request, signin, route.connector_id, changed=True)
 
 
 async def choose_upstream(rt: Runtime, signin: SignIn, route: Route) -> Response:

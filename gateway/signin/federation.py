@@ -31,7 +31,13 @@ def callback_url(rt: Runtime, connector_id: str) -> str:
 
 
 async def start_upstream(
-    rt: Runtime, request: Request, signin: SignIn, connector_id: str, *, via_page: bool = False
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    connector_id: str,
+    *,
+    via_page: bool = False,
+    changed: bool = False,
 ) -> Response:
     """Begin the upstream sign-in and send the browser to the home IdP.
 
@@ -39,6 +45,10 @@ async def start_upstream(
     of a redirect. A redirect that ends a form submission must stay within the page's CSP
     ``form-action`` sources, and an upstream's authorization endpoint is known only once
     discovered; a page ends the form navigation, so the next one is free of that rule.
+
+    ``changed``: the caller altered ``signin`` since it was loaded. The transaction is saved only
+    then or when the connector differs from the one it already names (one write fewer per
+    request that merely continues a choice made earlier).
     """
     connector = rt.connectors[connector_id]
     assert isinstance(connector, RedirectConnector)
@@ -73,8 +83,9 @@ async def start_upstream(
         {"signin_id": signin.id, "connector_id": connector_id, "connector_state": redirect.state},
         remaining,
     )
-    signin.connector_id = connector_id
-    await transaction.save(rt.store, signin, remaining)
+    if changed or signin.connector_id != connector_id:
+        signin.connector_id = connector_id
+        await transaction.save(rt.store, signin, remaining)
     if via_page:
         label = _label(rt, connector_id)
         return render(request, "signin_redirect.html", {"url": redirect.url, "label": label})

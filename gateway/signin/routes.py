@@ -211,13 +211,23 @@ async def resend(request: Request) -> Response:
     rt, signin, _ = loaded
     if signin.email is None:
         return RedirectResponse(f"/signin/{signin.id}", status_code=303)
-    return await _send(rt, request, signin, page=_passcode_page, resent=True)
+    return await _send(rt, request, signin, page=_passcode_page, resent=True, changed=False)
 
 
 async def _send(
-    rt: Runtime, request: Request, signin: SignIn, *, page: Callable[..., Response], resent: bool = False
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    *,
+    page: Callable[..., Response],
+    resent: bool = False,
+    changed: bool = True,
 ) -> Response:
-    """Send a passcode (or, for an address that may not sign in, do the same work without mail)."""
+    """Send a passcode (or, for an address that may not sign in, do the same work without mail).
+
+    ``changed``: ``signin`` was altered since it was loaded (a resend leaves it as stored, so it
+    is not written again; its deadline is its own either way).
+    """
     assert signin.email is not None
     ttl = _seconds_left(rt, signin)
     if ttl <= 0:
@@ -245,7 +255,8 @@ async def _send(
         # The sign-in used up its attempts: it can neither check nor be sent another passcode.
         await transaction.finish(rt.store, signin.id)
         return _stopped(request)
-    await transaction.save(rt.store, signin, ttl)
+    if changed:
+        await transaction.save(rt.store, signin, ttl)
     target = f"/signin/{signin.id}/passcode" + ("?resent=1" if resent else "")
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
