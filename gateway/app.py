@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.admin.routes import ROUTES as ADMIN_ROUTES
+from gateway.adminpages.routes import ROUTES as ADMIN_PAGE_ROUTES
 from gateway.demo.routes import ROUTES as DEMO_ROUTES
 from gateway.myapps.routes import ROUTES as MYAPPS_ROUTES
 from gateway.oidc.authorize import authorize
@@ -22,6 +23,7 @@ from gateway.oidc.logout import logout
 from gateway.oidc.revocation import introspect, revoke
 from gateway.oidc.token_endpoint import token
 from gateway.oidc.userinfo import userinfo
+from gateway.ownerpages.routes import ROUTES as OWNER_ROUTES
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings.loader import load_settings
 from gateway.settings.models import Settings
@@ -63,6 +65,8 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *REDEMPTION_ROUTES,
         *ADMIN_ROUTES,
         *MYAPPS_ROUTES,
+        *OWNER_ROUTES,
+        *ADMIN_PAGE_ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     if settings.demo.enabled:
