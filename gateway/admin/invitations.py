@@ -18,6 +18,7 @@ from gateway.admin.body import read_json_object
 from gateway.admin.caller import AdminCaller, authenticate
 from gateway.admin.errors import ApiError, api_endpoint
 from gateway.admin.models import InvitationCreate, field_errors
+from gateway.directory.revocation import revoke_sign_in_sessions
 from gateway.http import json_response
 from gateway.invitations.invite import (
     Context,
@@ -97,6 +98,10 @@ async def _invite(rt: Runtime, request: Request, caller: AdminCaller) -> tuple[d
     req = to_request(model)
     request.state.audit_target = req.reset_user_id
     outcome = await invite(Context(rt.settings, rt.store, rt.outbox, rt.now()), inviter, req)
+    if outcome.reset:
+        # §2.3 + issue 4: a redemption reset ends the guest's sign-ins everywhere.
+        await revoke_sign_in_sessions(rt, outcome.user)
+        outcome.reasons.append("sessions_revoked")
     return response_body(model, req, outcome), outcome
 
 

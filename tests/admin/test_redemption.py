@@ -177,6 +177,7 @@ async def _old_identity_after_reset(api: Api) -> None:
         body("new@partner.example", resetRedemption=True, invitedUser={"id": guest_id}),
     )
     assert reset.status_code == 201, reset.text
+    assert guest_of(api, guest_id)["signInSessionsValidFromDateTime"]  # the reset ended every sign-in
     signin = await flows.start(api.client, flows.AuthRequest())
     await flows.submit_email(api.client, signin, GUEST)
     code = extract_passcode(await api.smtp.wait_for(to=GUEST, timeout=10))
