@@ -182,6 +182,28 @@ class DirectoryObjectRef(_Body):
     odata_id: str = Field(alias="@odata.id", max_length=MAX_URL)
 
 
+DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
+APP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class AppRoleAssignmentCreate(_Body):
+    """The body of ``POST /v1.0/servicePrincipals/{id}/appRoleAssignedTo``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    principalId: Annotated[str, Field(pattern=UUID_PATTERN, description="A user's or a group's object id.")]
+    resourceId: Annotated[
+        str, Field(pattern=APP_ID_PATTERN, description="The application's id, as in the path.")
+    ]
+    appRoleId: Annotated[
+        str,
+        Field(
+            pattern=UUID_PATTERN,
+            description=f"One of the app's app_roles, or {DEFAULT_ACCESS_ROLE_ID} for default access.",
+        ),
+    ]
+
+
 # -- responses (documentation and OpenAPI schemas) ---------------------------------------------
 
 
@@ -265,6 +287,19 @@ class GroupOut(_Out):
     createdDateTime: str | None = None
 
 
+class AppRoleAssignmentOut(_Out):
+    """A Graph ``appRoleAssignment``."""
+
+    id: str
+    appRoleId: str
+    principalId: str
+    principalType: Literal["User", "Group"]
+    principalDisplayName: str | None = None
+    resourceId: str
+    resourceDisplayName: str | None = None
+    createdDateTime: str | None = None
+
+
 class _Page(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -278,6 +313,10 @@ class UserCollection(_Page):
 
 class GroupCollection(_Page):
     value: list[GroupOut]
+
+
+class AppRoleAssignmentCollection(_Page):
+    value: list[AppRoleAssignmentOut]
 
 
 class ErrorDetail(_Out):

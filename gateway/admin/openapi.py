@@ -17,6 +17,10 @@ from starlette.responses import Response
 from gateway.admin.caller import DIRECTORY_SCOPE
 from gateway.admin.errors import CODES, api_endpoint
 from gateway.admin.models import (
+    APP_ID_PATTERN,
+    AppRoleAssignmentCollection,
+    AppRoleAssignmentCreate,
+    AppRoleAssignmentOut,
     DirectoryObjectRef,
     ErrorOut,
     GroupCollection,
@@ -32,17 +36,18 @@ from gateway.admin.models import (
 from gateway.http import json_response
 
 _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    InvitationCreate, UserPatch, GroupCreate, GroupPatch, DirectoryObjectRef,
+    InvitationCreate, UserPatch, GroupCreate, GroupPatch, DirectoryObjectRef, AppRoleAssignmentCreate,
 )  # fmt: skip
 _RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     InvitationOut, UserOut, UserCollection, GroupOut, GroupCollection, ErrorOut,
+    AppRoleAssignmentOut, AppRoleAssignmentCollection,
 )  # fmt: skip
 _DESCRIPTIONS = {
     400: "Malformed JSON or an invalid field (`details` names each field).",
     401: "No access token, or one that is invalid, expired or revoked.",
     403: "The caller may not do this (`innerError.code` says why).",
     404: "The object named in the request does not exist.",
-    409: "An address belongs to another object.",
+    409: "An address belongs to another object, or the assignment already exists.",
     413: "The body is larger than 64 KiB.",
     415: "The body is not application/json.",
 }
@@ -160,6 +165,65 @@ def _directory_paths() -> dict[str, Any]:
     }
 
 
+def _assignment_paths() -> dict[str, Any]:
+    """App role assignments of an application and of a user, and the application's owners."""
+    assignments = _json(_ref(AppRoleAssignmentCollection), "The assignments.")
+    return {
+        "/v1.0/servicePrincipals/{app_id}/appRoleAssignedTo": {
+            "parameters": [APP_ID],
+            "get": _op(
+                "listAppRoleAssignedTo",
+                "The users and groups assigned to the application.",
+                {"200": assignments, **_errors(401, 403, 404)},
+            ),
+            "post": _op(
+                "createAppRoleAssignment",
+                "Assign a user or group a role of the application (or default access).",
+                {
+                    "201": _json(_ref(AppRoleAssignmentOut), "The assignment."),
+                    **_errors(400, 401, 403, 404, 409, 413, 415),
+                },
+                requestBody=_body(AppRoleAssignmentCreate),
+            ),
+        },
+        "/v1.0/servicePrincipals/{app_id}/appRoleAssignedTo/{assignment_id}": {
+            "parameters": [APP_ID, ASSIGNMENT_ID],
+            "delete": _op(
+                "deleteAppRoleAssignment", "Remove an assignment.", {**NO_CONTENT, **_errors(401, 403, 404)}
+            ),
+        },
+        "/v1.0/users/{user_id}/appRoleAssignments": {
+            "parameters": [USER_ID],
+            "get": _op(
+                "listUserAppRoleAssignments",
+                "The user's direct app role assignments.",
+                {"200": assignments, **_errors(401, 403, 404)},
+            ),
+        },
+        "/v1.0/servicePrincipals/{app_id}/owners": {
+            "parameters": [APP_ID],
+            "get": _op(
+                "listAppOwners",
+                "The application's owners (users).",
+                {"200": _json(_ref(UserCollection), "The owners."), **_errors(401, 403, 404)},
+            ),
+        },
+        "/v1.0/servicePrincipals/{app_id}/owners/$ref": {
+            "parameters": [APP_ID],
+            "post": _op(
+                "addAppOwner",
+                "Add a user as owner (`@odata.id`: issuer/v1.0/directoryObjects/<id>).",
+                {**NO_CONTENT, **_errors(400, 401, 403, 404, 413, 415)},
+                requestBody=_body(DirectoryObjectRef),
+            ),
+        },
+        "/v1.0/servicePrincipals/{app_id}/owners/{user_id}/$ref": {
+            "parameters": [APP_ID, USER_ID],
+            "delete": _op("removeAppOwner", "Remove an owner.", {**NO_CONTENT, **_errors(401, 403, 404)}),
+        },
+    }
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in statuses:
@@ -248,6 +312,7 @@ def document(issuer: str) -> dict[str, Any]:
                 },
             },
             **_directory_paths(),
+            **_assignment_paths(),
         },
         "components": {
             "schemas": definitions["$defs"],
@@ -271,6 +336,14 @@ USER_ID = {
 }
 GROUP_ID = {**USER_ID, "name": "group_id", "description": "The group's object id (a UUID)."}
 OBJECT_ID = {**USER_ID, "name": "object_id", "description": "The deleted user's object id (a UUID)."}
+APP_ID = {
+    "name": "app_id",
+    "in": "path",
+    "required": True,
+    "description": "The application's id (its `id` in the YAML).",
+    "schema": {"type": "string", "pattern": APP_ID_PATTERN},
+}
+ASSIGNMENT_ID = {**USER_ID, "name": "assignment_id", "description": "The assignment's id (a UUID)."}
 TOP = {
     "name": "$top",
     "in": "query",

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from gateway.admin.assignments import (
+    add_app_owner,
+    create_assignment,
+    delete_assignment,
+    list_app_owners,
+    list_assigned_to,
+    list_user_assignments,
+    remove_app_owner,
+)
 from gateway.admin.errors import ApiError, Endpoint, api_endpoint
 from gateway.admin.groups import (
     add_member,
@@ -110,8 +120,47 @@ ROUTES = [
                 methods({"DELETE": remove_owner}),
                 methods=ALL_METHODS,
             ),
+            Route(
+                "/users/{user_id}/appRoleAssignments",
+                methods({"GET": list_user_assignments}),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/servicePrincipals/{app_id}/appRoleAssignedTo",
+                methods({"GET": list_assigned_to, "POST": create_assignment}),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/servicePrincipals/{app_id}/appRoleAssignedTo/{assignment_id}",
+                methods({"DELETE": delete_assignment}),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/servicePrincipals/{app_id}/owners", methods({"GET": list_app_owners}), methods=ALL_METHODS
+            ),
+            Route(
+                "/servicePrincipals/{app_id}/owners/$ref",
+                methods({"POST": add_app_owner}),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/servicePrincipals/{app_id}/owners/{user_id}/$ref",
+                methods({"DELETE": remove_app_owner}),
+                methods=ALL_METHODS,
+            ),
             Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
             Route("/{rest:path}", not_found, methods=ALL_METHODS),
         ],
     )
 ]
+
+
+def _match_line_breaks(route: Mount | Route) -> None:
+    """Starlette's path patterns use ``.``, which stops at a line break: a ``%0A`` in a path would
+    slip past the mount and the catch-all and get a plain-text 404. Let them match it too."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+
+
+for _route in [ROUTES[0], *ROUTES[0].routes]:
+    if isinstance(_route, Mount | Route):
+        _match_line_breaks(_route)

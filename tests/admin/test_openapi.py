@@ -61,6 +61,12 @@ async def test_the_document_is_openapi_3_1_with_generated_schemas(api: Api) -> N
         "/v1.0/groups/{group_id}/owners",
         "/v1.0/groups/{group_id}/owners/$ref",
         "/v1.0/groups/{group_id}/owners/{user_id}/$ref",
+        "/v1.0/servicePrincipals/{app_id}/appRoleAssignedTo",
+        "/v1.0/servicePrincipals/{app_id}/appRoleAssignedTo/{assignment_id}",
+        "/v1.0/users/{user_id}/appRoleAssignments",
+        "/v1.0/servicePrincipals/{app_id}/owners",
+        "/v1.0/servicePrincipals/{app_id}/owners/$ref",
+        "/v1.0/servicePrincipals/{app_id}/owners/{user_id}/$ref",
     }
     schemas = document["components"]["schemas"]
     assert {"InvitationCreate", "InvitationOut", "UserOut", "ErrorOut"} <= set(schemas)
