@@ -98,3 +98,14 @@ def single_values(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], str
         elif repeated is None:
             repeated = key
     return values, repeated
+
+
+async def request_parameters(request: Request) -> tuple[dict[str, str], str | None]:
+    """The query (GET) or urlencoded form (POST) parameters, as ``single_values`` returns them.
+
+    Endpoints that take both (authorization, logout, upstream callbacks) read them here; a bad
+    form body raises ``BadForm``.
+    """
+    if request.method == "POST":
+        return single_values((await read_form(request)).multi_items())
+    return single_values(request.query_params.multi_items())

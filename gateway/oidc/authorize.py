@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
 from gateway.directory.app_access import app_access
-from gateway.http import NO_STORE, BadForm, read_form, single_values
+from gateway.http import NO_STORE, BadForm, request_parameters
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
@@ -21,14 +21,10 @@ from gateway.tokens.jwt import InvalidToken
 
 async def authorize(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    if request.method == "POST":
-        try:
-            items = list((await read_form(request)).multi_items())
-        except BadForm as exc:
-            return error_page(request, "Invalid request", str(exc), status=400)
-    else:
-        items = list(request.query_params.multi_items())
-    params, repeated = single_values(items)
+    try:
+        params, repeated = await request_parameters(request)
+    except BadForm as exc:
+        return error_page(request, "Invalid request", str(exc), status=400)
     if repeated in ("client_id", "redirect_uri"):
         return error_page(request, "Invalid request", f"The {repeated} parameter is repeated.", status=400)
     req = AuthorizationRequest(params=params)

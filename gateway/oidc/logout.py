@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.http import BadForm, read_form, single_values
+from gateway.http import BadForm, request_parameters
 from gateway.oidc.backchannel import notify_logout
 from gateway.oidc.responses import redirect_with
 from gateway.pages import error_page, render
@@ -24,14 +24,10 @@ def _refused(request: Request, detail: str) -> Response:
 
 async def logout(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    if request.method == "POST":
-        try:
-            items = list((await read_form(request)).multi_items())
-        except BadForm as exc:
-            return error_page(request, "Invalid request", str(exc), status=400)
-    else:
-        items = list(request.query_params.multi_items())
-    params, repeated = single_values(items)
+    try:
+        params, repeated = await request_parameters(request)
+    except BadForm as exc:
+        return error_page(request, "Invalid request", str(exc), status=400)
     if repeated:
         return error_page(request, "Invalid request", f"The {repeated} parameter is repeated.", status=400)
 

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import audit
-from gateway.http import BadForm, read_form, single_values
+from gateway.http import BadForm, request_parameters
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -122,14 +122,10 @@ async def callback(request: Request) -> Response:
         return error_page(
             request, "Unknown identity provider", "This sign-in response has no destination.", status=404
         )
-    if request.method == "POST":
-        try:
-            items = list((await read_form(request)).multi_items())
-        except BadForm as exc:
-            return error_page(request, "Invalid response", str(exc), status=400)
-    else:
-        items = list(request.query_params.multi_items())
-    params, repeated = single_values(items)
+    try:
+        params, repeated = await request_parameters(request)
+    except BadForm as exc:
+        return error_page(request, "Invalid response", str(exc), status=400)
     if repeated:
         return error_page(request, "Invalid response", f"The {repeated} parameter is repeated.", status=400)
     state = params.get("state")
