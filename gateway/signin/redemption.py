@@ -23,13 +23,13 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.directory.identities import directory_issuer
 from gateway.directory.users import identity_object, iso
-from gateway.http import BadForm, read_form
 from gateway.invitations.tickets import check_ticket
 from gateway.pages import error_page, render
 from gateway.policy.collaboration import guest_domain
 from gateway.policy.home_realm import email_domain
 from gateway.runtime import Runtime
 from gateway.signin import transaction
+from gateway.signin.forms import checked_form
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
@@ -186,15 +186,9 @@ async def submit_consent(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
-    try:
-        form = await read_form(request)
-    except BadForm as exc:
-        return error_page(request, "Invalid request", str(exc), status=400)
-    csrf = form.get("csrf")
-    if not rt.browser.check_csrf(signin.id, request, csrf if isinstance(csrf, str) else None):
-        return error_page(
-            request, "Form expired", "This form is no longer valid. Go back and try again.", status=403
-        )
+    form = await checked_form(rt, request, signin.id)
+    if isinstance(form, Response):
+        return form
     assert signin.pending_identity is not None and signin.redeem_user_id is not None
     identity = UpstreamIdentity(**signin.pending_identity)
     if form.get("decision") != "accept":

@@ -14,13 +14,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import audit
-from gateway.http import BadForm, client_ip, read_form
+from gateway.http import client_ip
 from gateway.pages import error_page, render
 from gateway.policy.home_realm import Route as RealmRoute
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
 from gateway.signin import discovery, transaction
 from gateway.signin.complete import complete_signin
+from gateway.signin.forms import checked_form
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import ConnectorError
 from idp_connectors.email_otp.connector import (
@@ -35,7 +36,6 @@ from idp_connectors.email_otp.messages import describe_duration
 
 EXPIRED = "This sign-in has expired or is unknown. Go back to the application and start again."
 WRONG_BROWSER = "This sign-in was started in another browser. Start again from the application."
-FORM_EXPIRED = "This form is no longer valid. Go back and try again."
 STOPPED = "For your security this sign-in was stopped. Start again from the application."
 IP_LIMITED = "Too many passcodes were requested from your network. Try again later."
 INVALID_EMAIL = "Enter a valid email address."
@@ -58,14 +58,10 @@ async def _load_post(request: Request) -> tuple[Runtime, SignIn, dict[str, str]]
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
-    try:
-        form = await read_form(request)
-    except BadForm as exc:
-        return error_page(request, "Invalid request", str(exc), status=400)
-    csrf = form.get("csrf")
-    if not rt.browser.check_csrf(signin.id, request, csrf if isinstance(csrf, str) else None):
-        return error_page(request, "Form expired", FORM_EXPIRED, status=403)
-    return rt, signin, {k: v for k, v in form.items() if isinstance(v, str)}
+    form = await checked_form(rt, request, signin.id)
+    if isinstance(form, Response):
+        return form
+    return rt, signin, form
 
 
 def _seconds_left(rt: Runtime, signin: SignIn) -> int:
