@@ -8,7 +8,7 @@ ES256) in a process of its own (``bench/brokered.py idp``), so its CPU is not th
 
 One brokered sign-in, driven by the lean HTTP/1.1 client of ``bench/signin_driver.py``, one
 gateway connection and one IdP connection per concurrent loop, a fresh cookie jar each time:
-GET /oauth2/authorize -> GET the email page -> POST the email -> GET /signin/{id}/upstream (the
+GET /oauth2/authorize (answered with the email page) -> POST the email -> GET /signin/{id}/upstream (the
 continuation page) -> GET the IdP's /authorize (auto-approve: a redirect) -> GET /callback/partner-a
 (the gateway redeems the upstream code at the IdP's token endpoint and checks the ID token) ->
 the code -> POST /oauth2/token. The IdP knows one user, so after the warm-up every sign-in is a
@@ -70,6 +70,7 @@ SIGNING_ALG = "ES256"
 HOST = "127.0.0.1"
 CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
 CONTINUE = re.compile(rb'id="continue" href="([^"]+)"')
+EMAIL_FORM = re.compile(rb'action="(/signin/[A-Za-z0-9_-]+)/email"')
 FORM = "application/x-www-form-urlencoded"
 ENTRY_FRAMES = ("(gateway/cli.py", "(gateway/__main__.py")
 
@@ -203,10 +204,9 @@ class BrokeredDriver:
             "scope": "openid profile email", "state": state, "nonce": secrets.token_urlsafe(12),
             "code_challenge": challenge, "code_challenge_method": "S256",
         })  # fmt: skip
-        signin = _location(await gw.request("GET", f"/oauth2/authorize?{query}"), jar, "authorize")
+        page = _page(await gw.request("GET", f"/oauth2/authorize?{query}"), jar, "authorize")
+        signin = _find(EMAIL_FORM, page, "email form")
         step("GET /oauth2/authorize")
-        page = _page(await gw.request("GET", signin, headers=jar.header()), jar, "email page")
-        step("GET email page")
         form = urlencode({"csrf": _find(CSRF, page, "CSRF token"), "email": email}).encode()
         headers = [("Content-Type", FORM), *jar.header()]
         onward = _location(

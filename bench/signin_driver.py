@@ -6,8 +6,8 @@ HTTP/1.1 over raw asyncio streams with keep-alive: one connection per concurrent
 SSO session short-cuts the passcode). ``PasscodeSink`` is an aiosmtpd server on the driver's own
 event loop; the driver registers the address before it submits it and awaits the passcode.
 
-One sign-in (``SigninDriver.sign_in``): GET /oauth2/authorize -> GET the email page -> POST the
-email -> passcode from the sink -> GET the passcode page -> POST the passcode -> the code from the
+One sign-in (``SigninDriver.sign_in``): GET /oauth2/authorize (answered with the email page) -> POST
+the email -> passcode from the sink -> GET the passcode page -> POST the passcode -> the code from the
 redirect -> (``exchange=True``) POST /oauth2/token with the PKCE verifier.
 """
 
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from aiosmtpd.smtp import SMTP
 
 CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
+EMAIL_FORM = re.compile(rb'action="(/signin/[A-Za-z0-9_-]+)/email"')
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -232,10 +233,9 @@ class SigninDriver:
             "scope": self.scope, "state": state, "nonce": secrets.token_urlsafe(12),
             "code_challenge": challenge, "code_challenge_method": "S256",
         })  # fmt: skip
-        signin = _redirect(await conn.request("GET", f"/oauth2/authorize?{query}"), jar, "authorize")
+        page = await self._get(conn, jar, f"/oauth2/authorize?{query}")
+        signin = _signin_path(page)
         step("GET /oauth2/authorize")
-        page = await self._get(conn, jar, signin)
-        step("GET email page")
         passcode = self.sink.expect(address)
         form = urlencode({"csrf": _csrf(page), "email": address}).encode()
         _redirect(await self._post(conn, jar, f"{signin}/email", form), jar, "email")
@@ -283,6 +283,14 @@ def _csrf(page: Response) -> str:
     match = CSRF.search(page.body)
     if match is None:
         raise BenchError(f"no CSRF token on the page: {page.body[:300]!r}")
+    return match.group(1).decode()
+
+
+def _signin_path(page: Response) -> str:
+    """The sign-in path (``/signin/{id}``) of the email page the authorization endpoint answers with."""
+    match = EMAIL_FORM.search(page.body)
+    if match is None:
+        raise BenchError(f"authorize: not the email page: {page.body[:300]!r}")
     return match.group(1).decode()
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gateway import audit
 from gateway.directory.app_access import app_access
-from gateway.http import NO_STORE, BadForm, request_parameters
+from gateway.http import BadForm, request_parameters
 from gateway.oidc import codes, responses
 from gateway.oidc.authorize_checks import AUTHORIZE_CHECKS, AuthorizationRequest
 from gateway.oidc.claims import pairwise_sub
@@ -76,8 +76,10 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         idp_hint=req.idp_hint,
         domain_hint=req.domain_hint,
     )
-    await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
-    response = RedirectResponse(f"/signin/{signin.id}", status_code=303, headers=NO_STORE)
+    # Answered here rather than by a redirect to ``GET /signin/{id}``: one request fewer per sign-in.
+    from gateway.signin.routes import first_page  # imported late: the sign-in pages import this module
+
+    response = await first_page(rt, request, signin, browser_id=browser_id, saved=False)
     if new_browser:
         rt.browser.set_cookie(response, browser_id)
     return response

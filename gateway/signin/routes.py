@@ -77,8 +77,10 @@ def _attempts_left(count: int) -> str:
     return "1 attempt left" if count == 1 else f"{count} attempts left"
 
 
-def _csrf(rt: Runtime, request: Request, signin: SignIn) -> str:
-    browser_id = rt.browser.browser_id(request)
+def _csrf(rt: Runtime, request: Request, signin: SignIn, browser_id: str | None = None) -> str:
+    """The form token for this sign-in and browser; ``browser_id`` when the cookie is set only now."""
+    if browser_id is None:
+        browser_id = rt.browser.browser_id(request)
     assert browser_id is not None
     return rt.browser.csrf_token(signin.id, browser_id)
 
@@ -105,13 +107,14 @@ def _email_page(
     email: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    browser_id: str | None = None,
 ) -> Response:
     return render(
         request,
         "signin_email.html",
         {
             "signin": signin,
-            "csrf": _csrf(rt, request, signin),
+            "csrf": _csrf(rt, request, signin, browser_id),
             "app_name": _app_name(rt, signin),
             "email": email if email is not None else (signin.email or signin.login_hint or ""),
             "error": error,
@@ -157,10 +160,25 @@ async def email_page(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
+    return await first_page(rt, request, signin)
+
+
+async def first_page(
+    rt: Runtime, request: Request, signin: SignIn, *, browser_id: str | None = None, saved: bool = True
+) -> Response:
+    """A sign-in's first step: straight to the IdP its hints name, else the email page.
+
+    ``GET /signin/{id}`` answers with it, and so does the authorization endpoint that starts the
+    sign-in (one request fewer), passing the ``browser_id`` whose cookie it sets on this very
+    response, and ``saved=False`` for a transaction not stored yet: it is stored here then, once
+    (going upstream stores it anyway).
+    """
     hinted = discovery.route_for_hints(rt, signin)
     if hinted is not None and hinted.connector_id and discovery.is_upstream(rt, hinted.connector_id):
         return await discovery.go_upstream(rt, request, signin, hinted)
-    return _email_page(rt, request, signin)
+    if not saved:
+        await transaction.save(rt.store, signin, rt.settings.tokens.signin_seconds)
+    return _email_page(rt, request, signin, browser_id=browser_id)
 
 
 async def submit_email(request: Request) -> Response:

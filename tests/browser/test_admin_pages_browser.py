@@ -30,7 +30,7 @@ def admin_gateway(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServe
 async def sign_in_at_demo(page: Page, base: str, smtp_server: SmtpServer, email: str) -> None:
     await page.goto(f"{base}/demo")
     await page.click("#signin")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+$"))
+    await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))  # the email page
     await page.fill("input#email", email)
     await page.click("form[action$='/email'] button[type=submit]")
     await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))

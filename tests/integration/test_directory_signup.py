@@ -286,4 +286,4 @@ async def disabled_user_refused(
     assert '"reason":"account_disabled"' in record and f'"user":"{user["id"]}"' in record
     # Nor does the old session still work for the disabled user.
     again = await client.get(f"/oauth2/authorize?{flows.AuthRequest().query()}")
-    assert again.headers["location"].startswith("/signin/")
+    flows.signin_path_of(again)  # the email page: sign in again

@@ -254,8 +254,8 @@ async def test_verified_email_links_when_the_connector_trusts_it(
 
 async def test_idp_button_and_domain_hint(tmp_path: Path, smtp_server: SmtpServer, upstream: Any) -> None:
     async with running_app(partner_settings(tmp_path, smtp_server)) as (_, client):
-        path = await flows.start(client, flows.AuthRequest(extra={"domain_hint": "partner-a.example"}))
-        hinted = await client.get(path)
+        req = flows.AuthRequest(extra={"domain_hint": "partner-a.example"})
+        hinted = await client.get(f"/oauth2/authorize?{req.query()}")
         assert hinted.status_code == 303 and hinted.headers["location"].startswith(f"{IDP_ISSUER}/authorize?")
 
 

@@ -91,10 +91,7 @@ async def to_partner(resource_client: httpx.AsyncClient, req: flows.AuthRequest)
 
 async def passcode_at_partner(partner_client: httpx.AsyncClient, smtp: SmtpServer, url: str) -> str:
     """At the partner gateway: its authorization endpoint, then its own passcode sign-in; the redirect."""
-    start = await partner_client.get(url)
-    assert start.status_code == 303, start.text
-    path = start.headers["location"]
-    assert path.startswith("/signin/"), path
+    path = flows.signin_path_of(await partner_client.get(url))
     sent = await flows.submit_email(partner_client, path, BOB)
     assert sent.status_code == 303, sent.text
     passcode = extract_passcode(await smtp.wait_for(to=BOB, timeout=10))

@@ -71,6 +71,20 @@ async def id_token_claims(
     return await verify_id_token(op, response.json()["id_token"], client_id=req.client_id, nonce=req.nonce)
 
 
+async def test_authorize_answers_with_the_email_page_bound_to_the_new_browser(
+    client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
+    started = await client.get(f"/oauth2/authorize?{flows.AuthRequest().query()}")
+    path = flows.signin_path_of(started)  # the page itself: no redirect to /signin/{id} first
+    assert_page_headers(started)
+    assert "form-action 'self' http://127.0.0.1:8000;" in started.headers["content-security-policy"]
+    assert "gw_browser" in set_cookies(started)  # the cookie is set on this very response
+    # Its CSRF token is for the browser id set only now: the form posts without another page load.
+    sent = await client.post(f"{path}/email", data={"csrf": flows.csrf_of(started), "email": EMAIL})
+    assert sent.status_code == 303 and sent.headers["location"] == f"{path}/passcode", sent.text
+    await smtp_server.wait_for(to=EMAIL, timeout=10)
+
+
 async def test_email_page_has_an_email_input_and_safe_headers(client: httpx.AsyncClient) -> None:
     path = await flows.start(client, flows.AuthRequest())
     page = await client.get(path)
@@ -136,7 +150,7 @@ async def test_session_cookie_is_httponly_lax_and_not_secure_on_http(
     browser = set_cookies(started)["gw_browser"]["gw_browser"]
     assert browser["httponly"] and browser["samesite"] == "lax" and browser["path"] == "/"
     assert not browser["secure"]
-    path = started.headers["location"]
+    path = flows.signin_path_of(started)
     await flows.submit_email(client, path, EMAIL)
     code = extract_passcode(await smtp_server.wait_for(to=EMAIL, timeout=10))
     done = await flows.submit_passcode(client, path, code)
@@ -158,7 +172,7 @@ async def test_session_cookie_is_secure_with_host_prefix_on_https(
         started = await client.get(f"/oauth2/authorize?{req.query()}")
         browser = set_cookies(started)["__Host-gw_browser"]["__Host-gw_browser"]
         assert browser["secure"] and browser["httponly"] and browser["path"] == "/" and not browser["domain"]
-        path = started.headers["location"]
+        path = flows.signin_path_of(started)
         await flows.submit_email(client, path, EMAIL)
         code = extract_passcode(await smtp_server.wait_for(to=EMAIL, timeout=10))
         done = await flows.submit_passcode(client, path, code)
@@ -209,7 +223,7 @@ async def test_prompt_login_asks_for_a_new_passcode(
 ) -> None:
     await flows.sign_in(client, smtp_server, EMAIL)
     response = await client.get(f"/oauth2/authorize?{flows.AuthRequest(extra={'prompt': 'login'}).query()}")
-    assert response.status_code == 303 and response.headers["location"].startswith("/signin/")
+    flows.signin_path_of(response)  # the email page, not a code
     assert snapshot(app).count("code") == 1  # only the first sign-in's
 
 
@@ -222,7 +236,7 @@ async def test_the_session_ends_after_24_hours(tmp_path: Path, smtp_server: Smtp
         assert early.headers["location"].startswith(flows.DEMO_REDIRECT)
         clock.now += 10
         late = await client.get(f"/oauth2/authorize?{flows.AuthRequest().query()}")
-        assert late.status_code == 303 and late.headers["location"].startswith("/signin/")
+        flows.signin_path_of(late)  # the email page, not a code
         assert snapshot(app).count("code") == 2
 
 

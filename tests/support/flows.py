@@ -15,6 +15,7 @@ import httpx
 from tests.support.smtp_server import SmtpServer, extract_passcode
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+EMAIL_FORM = re.compile(r'<form method="post" action="(/signin/[A-Za-z0-9_-]+)/email"')
 DEMO_REDIRECT = "http://127.0.0.1:8000/demo/callback"
 
 
@@ -61,13 +62,17 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+def signin_path_of(response: httpx.Response) -> str:
+    """The sign-in path (``/signin/{id}``) of an email page, as the authorization endpoint answers it."""
+    assert response.status_code == 200, response.text
+    match = EMAIL_FORM.search(response.text)
+    assert match, f"not the email page: {response.text[:300]}"
+    return match.group(1)
+
+
 async def start(client: httpx.AsyncClient, req: AuthRequest) -> str:
-    """GET /oauth2/authorize; returns the sign-in page path."""
-    response = await client.get(f"/oauth2/authorize?{req.query()}")
-    assert response.status_code == 303, response.text
-    location = response.headers["location"]
-    assert location.startswith("/signin/"), location
-    return location
+    """GET /oauth2/authorize, answered with the email page; returns the sign-in path."""
+    return signin_path_of(await client.get(f"/oauth2/authorize?{req.query()}"))
 
 
 async def submit_email(client: httpx.AsyncClient, signin_path: str, email: str) -> httpx.Response:
