@@ -267,23 +267,26 @@ def run_workers(path: str, codes: int) -> list[dict[str, Any]]:
 
 async def test_two_processes_share_one_file_exactly_once(tmp_path: Path) -> None:
     codes = 400
-    path = str(tmp_path / "shared.db")
-    store = SQLiteStore(path)
-    await store.migrate()
-    for n in range(codes):
-        await store.put("code", f"c{n}", {"n": n}, 600)
-    await store.close()
-
-    reports = await asyncio.to_thread(run_workers, path, codes)
-
     consumers = 2 * 2  # processes x stores per process
-    firsts = sorted(n for report in reports for n in report["firsts"])
-    assert firsts == list(range(codes))  # every code consumed first exactly once
-    assert sum(report["seen"] for report in reports) == consumers * codes  # the rest saw first=False
-    values = sorted(v for report in reports for v in report["values"])
-    assert values == list(range(1, consumers * codes + 1))  # no lost or doubled increment
-    a, b = (report["values"] for report in reports)
-    assert min(a) < max(b) and min(b) < max(a), reports  # the processes really ran at the same time
+    for attempt in range(3):  # a loaded machine may run the two processes one after the other
+        path = str(tmp_path / f"shared-{attempt}.db")
+        store = SQLiteStore(path)
+        await store.migrate()
+        for n in range(codes):
+            await store.put("code", f"c{n}", {"n": n}, 600)
+        await store.close()
+
+        reports = await asyncio.to_thread(run_workers, path, codes)
+
+        firsts = sorted(n for report in reports for n in report["firsts"])
+        assert firsts == list(range(codes))  # every code consumed first exactly once
+        assert sum(report["seen"] for report in reports) == consumers * codes  # the rest saw first=False
+        values = sorted(v for report in reports for v in report["values"])
+        assert values == list(range(1, consumers * codes + 1))  # no lost or doubled increment
+        a, b = (report["values"] for report in reports)
+        if min(a) < max(b) and min(b) < max(a):  # the processes really ran at the same time
+            return
+    pytest.fail(f"the two processes never overlapped in 3 attempts: {reports}")
 
 
 # -- schema 1 -> 2: the mail index -------------------------------------------------------
