@@ -26,7 +26,7 @@ from gateway.directory.users import identity_object, iso
 from gateway.invitations.tickets import check_ticket
 from gateway.pages import error_page, render
 from gateway.policy.collaboration import guest_domain
-from gateway.policy.home_realm import email_domain
+from gateway.policy.home_realm import discover, email_domain
 from gateway.runtime import Runtime
 from gateway.signin import transaction
 from gateway.signin.forms import checked_form
@@ -114,6 +114,16 @@ async def redemption_check(
             "redeemer_email_mismatch",
             f"The invitation was sent to {' or '.join(sorted(invited))}. "
             "Sign in with the account for that address.",
+        )
+    route = discover(rt.realm, email=claimed)
+    claimed_domain = route.reason in ("partner_domain", "connector_domain")
+    if route.connector_id != identity.connector_id and (connector_type != "email_otp" or claimed_domain):
+        # Only the identity provider home-realm discovery picks for the invited address may redeem
+        # it (a passcode proves the mailbox, unless an organisation claims the domain): otherwise any
+        # IdP could assert "verified" for someone else's address.
+        raise RedemptionRefused(
+            "connector_not_authoritative",
+            "Sign in with your own organisation's account to accept this invitation.",
         )
     domain = email_domain(claimed) or ""
     if not guest_domain(domain, rt.settings.external_collaboration).allowed:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.admin.conftest import ApiFactory
 from tests.admin.helpers import REDIRECT, Api, body
@@ -198,3 +199,47 @@ async def test_a_bootstrap_administrator_becomes_a_member_on_first_passcode_sign
     [admin] = [u for u in api.state().users.values() if u.get("mail") == ADMIN]
     assert admin["userType"] == "Member" and admin["creationType"] is None
     assert admin["userPrincipalName"] == ADMIN
+
+
+async def test_only_the_address_s_own_identity_provider_may_redeem(api_with: ApiFactory) -> None:
+    """Any IdP can say "verified" about any address: only the one home-realm discovery picks counts."""
+    from gateway.signin.redemption import RedemptionRefused, redemption_check
+    from gateway.signin.transaction import SignIn
+    from idp_connectors.base import UpstreamIdentity
+
+    other_idp = {
+        "id": "partner-b",
+        "type": "oidc",
+        "issuer": "https://idp.partner-b.test",
+        "client_id": "gw",
+        "client_secret": "secret-0123456789",
+        "domains": ["partner-b.example"],
+    }
+    async with api_with(connectors=[{"id": "email", "type": "email_otp"}, other_idp]) as api:
+        guest_id, _ = await invite(api)
+        guest = guest_of(api, guest_id)
+        signin = SignIn(
+            id="s",
+            app_id="",
+            client_id="",
+            redirect_uri=REDIRECT,
+            scopes=[],
+            browser="b",
+            created_at=0,
+            invited_email=GUEST,
+            redeem_user_id=guest_id,
+        )
+        forged = UpstreamIdentity(
+            connector_id="partner-b",
+            issuer="https://idp.partner-b.test",
+            subject="x",
+            email=GUEST,
+            email_verified=True,
+        )
+        with pytest.raises(RedemptionRefused) as refused:
+            await redemption_check(api.rt, signin, guest, forged, "oidc")
+        assert refused.value.reason == "connector_not_authoritative"
+        passcode = UpstreamIdentity(
+            connector_id="email", issuer="mail", subject=GUEST, email=GUEST, email_verified=True
+        )
+        await redemption_check(api.rt, signin, guest, passcode, "email_otp")  # the mailbox's own proof
