@@ -3,15 +3,15 @@ with the form (no JavaScript involved) and sees them listed; the page is saved a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Page
 
+from tests.browser.demo_sign_in import sign_in_at_demo
 from tests.support.live_server import LiveServer, live_server
-from tests.support.smtp_server import SmtpServer, extract_passcode
+from tests.support.smtp_server import SmtpServer
 
 ADMIN = "admin@contoso.example"
 GUEST = "lin.guest@fabrikam.example"
@@ -25,19 +25,6 @@ def admin_gateway(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServe
     ) as server:
         yield server
     print(f"server log ({server.log_path}):\n{server.log()[-4000:]}")  # shown when the test failed
-
-
-async def sign_in_at_demo(page: Page, base: str, smtp_server: SmtpServer, email: str) -> None:
-    await page.goto(f"{base}/demo")
-    await page.click("#signin")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))  # the email page
-    await page.fill("input#email", email)
-    await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
-    await page.fill("input#passcode", extract_passcode(await smtp_server.wait_for(to=email, timeout=15)))
-    await page.click("form[action$='/passcode'] button[type=submit]")
-    await page.wait_for_url(f"{base}/demo")
-    await page.locator("#claims").wait_for()
 
 
 @pytest.mark.browser

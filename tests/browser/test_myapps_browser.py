@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Page
 
+from tests.browser.demo_sign_in import sign_in_at_demo
 from tests.support.live_server import LiveServer
-from tests.support.smtp_server import SmtpServer, extract_passcode
+from tests.support.smtp_server import SmtpServer
 
 EMAIL = "grace.guest@fabrikam.example"
-
-
-async def sign_in_at_demo(page: Page, base: str, smtp_server: SmtpServer) -> None:
-    await page.goto(f"{base}/demo")
-    await page.click("#signin")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))  # the email page
-    await page.fill("input#email", EMAIL)
-    await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
-    await page.fill("input#passcode", extract_passcode(await smtp_server.wait_for(to=EMAIL, timeout=15)))
-    await page.click("form[action$='/passcode'] button[type=submit]")
-    await page.wait_for_url(f"{base}/demo")
-    await page.locator("#claims").wait_for()
 
 
 @pytest.mark.browser
@@ -32,7 +19,7 @@ async def test_a_guest_sees_their_apps_and_leaves_the_organisation(
     page: Page, live_gateway: LiveServer, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     base = live_gateway.base_url
-    await sign_in_at_demo(page, base, smtp_server)
+    await sign_in_at_demo(page, base, smtp_server, EMAIL)
 
     await page.goto(f"{base}/myapps")
     assert await page.inner_text("#email") == EMAIL

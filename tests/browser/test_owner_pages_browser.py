@@ -4,7 +4,6 @@ live server's store afterwards; the owners' page is saved as a screenshot."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +14,9 @@ from playwright.async_api import Page
 from gateway.admin.models import DEFAULT_ACCESS_ROLE_ID
 from gateway.store.base import Store
 from gateway.store.factory import open_store
+from tests.browser.demo_sign_in import sign_in_at_demo
 from tests.support.live_server import LiveServer
-from tests.support.smtp_server import SmtpServer, extract_passcode
+from tests.support.smtp_server import SmtpServer
 
 OWNER = "olivia.owner@fabrikam.example"
 GUEST = "new.guest@partner.example"
@@ -31,19 +31,6 @@ async def server_store(server: LiveServer) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-async def sign_in_at_demo(page: Page, base: str, smtp_server: SmtpServer, email: str) -> None:
-    await page.goto(f"{base}/demo")
-    await page.click("#signin")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))  # the email page
-    await page.fill("input#email", email)
-    await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
-    await page.fill("input#passcode", extract_passcode(await smtp_server.wait_for(to=email, timeout=15)))
-    await page.click("form[action$='/passcode'] button[type=submit]")
-    await page.wait_for_url(f"{base}/demo")
-    await page.locator("#claims").wait_for()
 
 
 @pytest.mark.browser
