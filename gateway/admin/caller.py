@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import Request
 
 from gateway.admin.errors import ApiError
+from gateway.directory.revocation import sessions_valid_from
 from gateway.oidc import bearer
 from gateway.policy.collaboration import Caller
 from gateway.runtime import Runtime
@@ -86,6 +87,9 @@ async def authenticate(rt: Runtime, request: Request) -> AdminCaller:
         raise _unauthenticated(rt, "user_not_found", "The user this token was issued to no longer exists.")
     if user.get("accountEnabled") is not True:
         raise _unauthenticated(rt, "account_disabled", "The user's account is disabled.")
+    if int(record.get("iat", 0)) < sessions_valid_from(user):
+        # The user is loaded here anyway: a revocation ends the admin API's use of older tokens at once.
+        raise _unauthenticated(rt, "sessions_revoked", "The user's sign-in sessions were revoked.")
     user_type = user.get("userType")
     roles = rt.settings.directory.roles_of(user.get("mail")) if user_type == "Member" else frozenset()
     caller = Caller(kind="user", user_type=str(user_type) if user_type else None, roles=roles)

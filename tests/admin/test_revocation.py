@@ -122,3 +122,17 @@ async def test_rp_initiated_logout_sends_a_logout_token_with_the_sid(api: Api, r
     assert response.status_code == 200
     [claims] = await logout_claims(api, rp)
     assert claims["sid"] == sid
+
+
+async def test_a_revoked_user_token_no_longer_calls_the_admin_api(api: Api) -> None:
+    from tests.admin.helpers import ADMIN
+
+    admin = await api.add_user(ADMIN)
+    token = await api.user_token(admin)
+    assert (await api.client.get("/v1.0/me", headers=bearer(token))).status_code == 200
+    api.clock.advance(1)
+    revoked = await api.client.post("/v1.0/me/revokeSignInSessions", headers=bearer(token))
+    assert revoked.status_code == 200
+    api.clock.advance(2)
+    after = await api.client.get("/v1.0/me", headers=bearer(token))
+    assert after.status_code == 401 and after.json()["error"]["innerError"]["code"] == "sessions_revoked"
