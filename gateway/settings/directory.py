@@ -1,4 +1,5 @@
-"""Configuration of bootstrap administrators (``directory:``) and of invitations (``invitations:``).
+"""Configuration of bootstrap administrators (``directory:``) and of invitations (``invitations:``,
+with the optional terms of use a guest accepts on the consent page).
 
 Directory roles come only from this file: a signed-in user holds the roles listed for an
 administrator whose ``email`` equals the user object's ``mail`` (ignoring case) and only while the
@@ -7,6 +8,7 @@ user's ``userType`` is ``Member``. Nothing in the store grants a role.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -29,6 +31,30 @@ def _https_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname or parts.fragment:
         raise ValueError("must be an absolute https URL without a fragment")
+    return value
+
+
+def _https_or_loopback_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ValueError("must be an absolute http(s) URL without a fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("must use https (http is allowed only for loopback addresses)")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _display_text(value: str) -> str:
+    if value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not start or end with spaces or contain control characters")
     return value
 
 
@@ -71,10 +97,25 @@ class Directory(_Strict):
         return next((frozenset(a.roles) for a in self.administrators if a.email == wanted), frozenset())
 
 
+class TermsOfUse(_Strict):
+    display_name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_display_text)] = Field(
+        description='Shown as "I have read and accept <display_name>" on the consent page.'
+    )
+    url: Annotated[str, AfterValidator(_https_or_loopback_url)] = Field(
+        description="Where the terms are published (https; http only for loopback addresses)."
+    )
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = Field(
+        description="The version a guest accepts; recorded as `termsOfUseAcceptedVersion` on the user."
+    )
+
+
 class Invitations(_Strict):
     ticket_lifetime_days: Annotated[int, Field(ge=1, le=365)] = Field(
         90, description="How long an invitation's redeem link works (days); a reset issues a new one."
     )
     privacy_statement_url: Annotated[str, AfterValidator(_https_url)] | None = Field(
         None, description="The organisation's privacy statement, linked from the consent page (https)."
+    )
+    terms_of_use: TermsOfUse | None = Field(
+        None, description="Terms of use a guest must accept on the consent page; none when null."
     )

@@ -5,8 +5,10 @@ a sign-in pre-filled with the invited address; home-realm discovery then picks t
 as for any sign-in. When the upstream identity comes back, ``redemption_check`` refuses an
 identity whose verified email is not the invited one, a sign-up-only IdP (Facebook), a
 domain blocked since the invitation, or an identity another user already holds. The guest then
-sees the consent page (the organisation's privacy statement, what is shared); accepting binds the
-identity to the guest (sticky until a redemption reset), sets ``externalUserState: Accepted`` and
+sees the consent page (the organisation's privacy statement, what is shared, and the terms of use
+when ``invitations.terms_of_use`` is configured: accepting needs their checkbox, whose version is
+recorded as ``termsOfUseAcceptedVersion`` / ``termsOfUseAcceptedDateTime`` on the guest); accepting
+binds the identity to the guest (sticky until a redemption reset), sets ``externalUserState: Accepted`` and
 continues to ``inviteRedirectUrl`` — or, for a just-in-time redemption during an app's sign-in, to
 the app.
 """
@@ -34,6 +36,7 @@ from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
 INVALID_LINK = "This invitation link is not valid any more. Ask the person who invited you for a new one."
+TERMS_REQUIRED = "To accept the invitation, tick the box to accept {name}."
 
 
 class RedemptionRefused(Exception):
@@ -175,6 +178,12 @@ async def consent_page(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
+    return _render_consent(request, rt, signin)
+
+
+def _render_consent(
+    request: Request, rt: Runtime, signin: SignIn, *, error: str | None = None, status: int = 200
+) -> Response:
     browser_id = rt.browser.browser_id(request)
     assert browser_id is not None
     identity = signin.pending_identity or {}
@@ -187,7 +196,10 @@ async def consent_page(request: Request) -> Response:
             "email": identity.get("email"),
             "name": identity.get("name"),
             "privacy_url": rt.settings.invitations.privacy_statement_url,
+            "terms": rt.settings.invitations.terms_of_use,
+            "error": error,
         },
+        status=status,
     )
 
 
@@ -213,6 +225,12 @@ async def submit_consent(request: Request) -> Response:
             decisions=[audit.decision("redemption", "declined", "consent_declined")],
         )
         return render(request, "declined.html", {}, status=200)
+    terms = rt.settings.invitations.terms_of_use
+    if terms is not None and form.get("accept_terms") != terms.version:
+        # Nothing is stored: the same sign-in shows the page again with the box to tick.
+        return _render_consent(
+            request, rt, signin, error=TERMS_REQUIRED.format(name=terms.display_name), status=400
+        )
     from gateway.signin.complete import finish_signin
 
     guest = await _accept(rt, signin, identity)
@@ -265,6 +283,10 @@ async def _accept(
     guest["externalUserStateChangeDateTime"] = now
     if not guest.get("displayName") and identity.name:
         guest["displayName"] = identity.name
+    terms = rt.settings.invitations.terms_of_use
+    if terms is not None:  # submit_consent has checked the box carries this version
+        guest["termsOfUseAcceptedVersion"] = terms.version
+        guest["termsOfUseAcceptedDateTime"] = now
     await rt.store.update_user(guest)
     return guest
 
