@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.admin.routes import ROUTES as ADMIN_ROUTES
 from gateway.adminpages.routes import ROUTES as ADMIN_PAGE_ROUTES
 from gateway.demo.routes import ROUTES as DEMO_ROUTES
+from gateway.invitations.block_pages import ROUTES as INVITATION_BLOCK_ROUTES
 from gateway.myapps.routes import ROUTES as MYAPPS_ROUTES
 from gateway.oidc.authorize import authorize
 from gateway.oidc.discovery import discovery, jwks
@@ -65,6 +66,7 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *REDEMPTION_ROUTES,
         *ADMIN_ROUTES,
         *MYAPPS_ROUTES,
+        *INVITATION_BLOCK_ROUTES,
         *OWNER_ROUTES,
         *ADMIN_PAGE_ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

@@ -2,7 +2,8 @@
 
 Checks, in order: may the caller invite at all (``policy.collaboration.may_invite``); only
 administrators may invite a ``Member`` or reset a redemption; is the address's domain welcome
-(``guest_domain``). Then either:
+(``guest_domain``); has the recipient blocked invitations from this organisation (``blocklist``,
+b2b-concepts §2.2: refused as ``recipient_blocked_invitations``). Then either:
 
 - a new invitation: when a user already holds the address (``mail``/``otherMails``) or its
   ``#EXT#`` user principal name, nothing is written and no mail is sent: the outcome names that
@@ -27,6 +28,7 @@ from typing import Any, Literal
 
 from gateway.directory.users import guest_upn, iso
 from gateway.invitations.addresses import domain_of
+from gateway.invitations.blocklist import is_blocked
 from gateway.invitations.mail import InvitationMail, invitation_messages
 from gateway.invitations.tickets import Invitation, issue_ticket, redeem_url
 from gateway.policy.collaboration import INVITING_ADMIN_ROLES, Caller, guest_domain, may_invite
@@ -50,6 +52,8 @@ MESSAGES = {
     "or Directory.ReadWrite.All permission to invite guests.",
     "member_type_needs_admin": "Only a Global Administrator or User Administrator (or an app with "
     "User.ReadWrite.All or Directory.ReadWrite.All) may invite a Member.",
+    "recipient_blocked_invitations": "The recipient has opted out of invitations from this "
+    "organisation, so they cannot be invited.",
     "reset_needs_admin": "Only a Global Administrator or User Administrator (or an app with "
     "User.ReadWrite.All or Directory.ReadWrite.All) may reset a redemption.",
 }
@@ -147,6 +151,11 @@ async def invite(ctx: Context, inviter: Inviter, req: InvitationRequest) -> Outc
             message = f"Invitations to {domain} are blocked by your organisation. Contact your administrator."
         raise InvitationRefused(welcome.reason, message, target="invitedUserEmailAddress")
     reasons.append(welcome.reason)
+    if await is_blocked(ctx.settings, ctx.store, req.email):
+        raise InvitationRefused(
+            "recipient_blocked_invitations", MESSAGES["recipient_blocked_invitations"],
+            target="invitedUserEmailAddress",
+        )  # fmt: skip
     if req.reset:
         return await _reset(ctx, inviter, req, reasons)
     return await _new(ctx, inviter, req, reasons)
@@ -290,6 +299,7 @@ def _mail(
         cc=req.cc,
         tenant_name=ctx.settings.tenant.name,
         redeem_url=url,
+        block_url=f"{ctx.settings.issuer.rstrip('/')}/invitations/block",
         expires_at=expires_at,
         invitee_name=req.display_name,
         inviter_name=inviter_name if isinstance(inviter_name, str) else None,

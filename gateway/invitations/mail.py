@@ -8,6 +8,9 @@ is written: ``messageLanguage`` is accepted and validated, but every message is 
 
 The outbox delivers one recipient per message, so a ``ccRecipients`` entry gets its own copy of
 the same mail (same subject, body and link).
+
+Every mail ends with a footer linking to ``/invitations/block``, where the recipient can block
+future invitations from this organisation (``blocklist``; b2b-concepts §2.2).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class InvitationMail:
     cc: str | None
     tenant_name: str
     redeem_url: str
+    block_url: str
+    """``{issuer}/invitations/block``: the footer's link to opt out of this organisation's invitations."""
     expires_at: int
     invitee_name: str | None
     inviter_name: str | None
@@ -72,6 +77,9 @@ def _text(mail: InvitationMail, until: str) -> str:
         "",
         "If you don't know the sender or weren't expecting this invitation, you can ignore this email:",
         "nobody gets access to anything unless you accept it.",
+        "",
+        "--",
+        f"To block future invitations from {_one_line(mail.tenant_name)}, visit {mail.block_url}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -101,6 +109,9 @@ def _html(mail: InvitationMail, subject: str, until: str) -> str:
         "back to the organisation's applications.</p>\n",
         "<p style=\"color: #555;\">If you don't know the sender or weren't expecting this invitation, "
         "you can ignore this email: nobody gets access to anything unless you accept it.</p>\n",
+        '<hr><p style="font-size: 12px; color: #555;">Don\'t want invitations from '
+        f'{escape(_one_line(mail.tenant_name))}? <a href="{escape(mail.block_url)}">Block future '
+        "invitations</a>.</p>\n",
         "</body>\n",
         "</html>\n",
     ]
