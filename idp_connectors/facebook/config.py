@@ -8,14 +8,13 @@ loopback host.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from idp_connectors.base import ConnectorConfigBase, ConnectorContext
+from idp_connectors.urls import url_problem
 
 if TYPE_CHECKING:
     from idp_connectors.facebook.connector import FacebookConnector
@@ -29,40 +28,10 @@ DEFAULT_DIALOG_BASE_URL = "https://www.facebook.com"
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def endpoint_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a Facebook endpoint base, or None when it can.
-
-    Allowed: an absolute ``https`` URL, or ``http`` to a loopback host (localhost,
-    127.0.0.0/8, ::1); never user information, a query, a fragment or white space.
-    """
-    if any(ch.isspace() for ch in url):
-        return "must not contain white space"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "must be an absolute https URL"
-    if parts.scheme == "http" and not _is_loopback(host):
-        return "must use https (http is allowed only for a loopback host)"
-    if "@" in parts.netloc:
-        return "must not contain user information"
-    if parts.query or "?" in url:
-        return "must not contain a query"
-    if parts.fragment or "#" in url:
-        return "must not contain a fragment"
-    return None
+    """Why ``url`` cannot be a Facebook endpoint base (https, or http to a loopback host; no
+    user information, query or fragment), or None when it can."""
+    return url_problem(url, allow_query=False)
 
 
 def _names(values: list[str], what: str) -> list[str]:

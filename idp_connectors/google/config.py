@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from idp_connectors.base import ConnectorConfigBase, ConnectorContext, check_domain
-from idp_connectors.oidc.config import OidcConfig, is_loopback_host, url_problem
+from idp_connectors.oidc.config import OidcConfig
+from idp_connectors.urls import is_loopback_host, url_problem
 
 if TYPE_CHECKING:
     from idp_connectors.google.connector import GoogleConnector

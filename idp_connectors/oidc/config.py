@@ -7,14 +7,13 @@ the client authenticates, which claims feed which ``UpstreamIdentity`` field.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from idp_connectors.base import ConnectorConfigBase, ConnectorContext
+from idp_connectors.urls import url_problem
 
 if TYPE_CHECKING:
     from idp_connectors.oidc.connector import OidcConnector
@@ -41,45 +40,6 @@ DENIED_AUTHORIZE_PARAMS = frozenset(
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3 scope-token
 _CLAIM_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def url_problem(url: str, *, allow_query: bool = True) -> str | None:
-    """Why ``url`` cannot be an upstream endpoint, or None when it can.
-
-    Allowed: ``https://host...``, or ``http://`` to a loopback host; no user info, no
-    fragment (and no query when ``allow_query`` is false, as for an issuer).
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "must be an absolute https URL"
-    if parts.scheme == "http" and not is_loopback_host(host):
-        return "must use https (http is allowed only for a loopback host)"
-    if "@" in parts.netloc:
-        return "must not contain user information"
-    if parts.fragment or url.endswith("#"):
-        return "must not contain a fragment"
-    if not allow_query and (parts.query or url.endswith("?")):
-        return "must not contain a query"
-    if any(ch.isspace() for ch in url):
-        return "must not contain white space"
-    return None
 
 
 class ClaimMapping(BaseModel):

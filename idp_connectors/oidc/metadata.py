@@ -29,8 +29,9 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
 from idp_connectors.base import ConnectorError
-from idp_connectors.oidc.config import OidcConfig, url_problem
+from idp_connectors.oidc.config import OidcConfig
 from idp_connectors.oidc.fetch import json_object, send
+from idp_connectors.urls import url_problem
 
 CACHE_TTL_SECONDS = 3600
 REFETCH_INTERVAL_SECONDS = 60

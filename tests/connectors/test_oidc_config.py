@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from idp_connectors.base import ConnectorContext
-from idp_connectors.oidc.config import DENIED_AUTHORIZE_PARAMS, OidcConfig, is_loopback_host
+from idp_connectors.oidc.config import DENIED_AUTHORIZE_PARAMS, OidcConfig
 from idp_connectors.oidc.connector import OidcConnector
+from idp_connectors.urls import is_loopback_host
 from tests.support.memory_state import MemoryState
 from tests.support.oidc_idp import NoMail
 
