@@ -29,7 +29,7 @@ from gateway import audit
 from gateway.admin.body import read_json_object
 from gateway.admin.caller import AdminCaller, authenticate
 from gateway.admin.errors import ApiError, api_endpoint
-from gateway.admin.graph import graph_user
+from gateway.admin.graph import graph_user, reference_id
 from gateway.admin.models import (
     DEFAULT_ACCESS_ROLE_ID,
     UUID_PATTERN,
@@ -232,17 +232,6 @@ async def list_app_owners(request: Request) -> Response:
     )
 
 
-def _reference_id(rt: Runtime, value: str) -> str:
-    for prefix in ("directoryObjects", "users"):
-        base = f"{rt.settings.issuer}/v1.0/{prefix}/"
-        if value.startswith(base) and _UUID.match(value[len(base) :]):
-            return value[len(base) :]
-    raise ApiError(
-        400, "invalid_reference",
-        f"@odata.id must be {rt.settings.issuer}/v1.0/directoryObjects/<user id>.",
-    )  # fmt: skip
-
-
 @api_endpoint
 async def add_app_owner(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
@@ -259,7 +248,7 @@ async def add_app_owner(request: Request) -> Response:
             ref = DirectoryObjectRef.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, "invalid_field", "@odata.id is required.", details=field_errors(exc)) from exc
-        user_id = _reference_id(rt, ref.odata_id)
+        user_id = reference_id(rt, ref.odata_id)
         target = f"{app.id}/{user_id}"
         try:
             added = await rt.store.add_app_owner(app.id, user_id)

@@ -25,7 +25,7 @@ from gateway import audit
 from gateway.admin.body import read_json_object
 from gateway.admin.caller import AdminCaller, authenticate
 from gateway.admin.errors import ApiError, api_endpoint
-from gateway.admin.graph import graph_user
+from gateway.admin.graph import graph_user, reference_id
 from gateway.admin.models import (
     UUID_PATTERN,
     DirectoryObjectRef,
@@ -192,17 +192,6 @@ async def _may_manage(rt: Runtime, caller: AdminCaller, group_id: str, relation:
     return str(caller.user["id"]) in await rt.store.list_group_owners(group_id)
 
 
-def _reference_id(rt: Runtime, value: str) -> str:
-    for prefix in ("directoryObjects", "users"):
-        base = f"{rt.settings.issuer}/v1.0/{prefix}/"
-        if value.startswith(base) and _UUID.match(value[len(base) :]):
-            return value[len(base) :]
-    raise ApiError(
-        400, "invalid_reference",
-        f"@odata.id must be {rt.settings.issuer}/v1.0/directoryObjects/<user id>.",
-    )  # fmt: skip
-
-
 async def _list_related(request: Request, relation: str) -> Response:
     rt: Runtime = request.app.state.runtime
     caller = await authenticate(rt, request)
@@ -236,7 +225,7 @@ async def _add_related(request: Request, relation: str) -> Response:
             ref = DirectoryObjectRef.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, "invalid_field", "@odata.id is required.", details=field_errors(exc)) from exc
-        user_id = _reference_id(rt, ref.odata_id)
+        user_id = reference_id(rt, ref.odata_id)
         target = f"{group_id}/{user_id}"
         add = rt.store.add_group_owner if relation == "owners" else rt.store.add_group_member
         try:
