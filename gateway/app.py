@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gateway.admin.auth_methods import ROUTES as AUTH_METHOD_ROUTES
 from gateway.admin.routes import ROUTES as ADMIN_ROUTES
 from gateway.adminpages.routes import ROUTES as ADMIN_PAGE_ROUTES
 from gateway.demo.routes import ROUTES as DEMO_ROUTES
@@ -29,6 +30,7 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings.loader import load_settings
 from gateway.settings.models import Settings
 from gateway.signin.federation import ROUTES as FEDERATION_ROUTES
+from gateway.signin.mfa_pages import ROUTES as MFA_ROUTES
 from gateway.signin.redemption import ROUTES as REDEMPTION_ROUTES
 from gateway.signin.routes import ROUTES as SIGNIN_ROUTES
 
@@ -64,6 +66,8 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *SIGNIN_ROUTES,
         *FEDERATION_ROUTES,
         *REDEMPTION_ROUTES,
+        *MFA_ROUTES,
+        *AUTH_METHOD_ROUTES,
         *ADMIN_ROUTES,
         *MYAPPS_ROUTES,
         *INVITATION_BLOCK_ROUTES,

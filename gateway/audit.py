@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time as _time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -42,9 +43,19 @@ def _record(
     reason: str | None,
     detail: str | None,
     decisions: list[dict[str, str]],
+    policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every record has the same keys, so consumers can rely on one shape."""
+    """Every record has the same keys, so consumers can rely on one shape. ``policy`` holds the
+    cross-tenant and conditional-access fields of the reference's sign-in log (b2b-concepts §11),
+    filled by ``gateway.signin.policy_step``."""
+    policy = policy or {}
     return {
+        "homeTenantId": policy.get("homeTenantId"),
+        "resourceTenantId": rt.settings.tenant.id,
+        "crossTenantAccessType": policy.get("crossTenantAccessType", "none"),
+        "conditionalAccessStatus": policy.get("conditionalAccessStatus", "notApplied"),
+        "authenticationRequirement": policy.get("authenticationRequirement", "singleFactorAuthentication"),
+        "appliedConditionalAccessPolicies": policy.get("appliedConditionalAccessPolicies", []),
         "event": "signin",
         "result": result,
         "time": round(rt.clock(), 3),
@@ -67,6 +78,7 @@ def signin_succeeded(
     connector_id: str,
     request: Request,
     decisions: list[dict[str, str]],
+    policy: Mapping[str, Any] | None = None,
 ) -> None:
     _emit(
         _record(
@@ -79,6 +91,7 @@ def signin_succeeded(
             reason=None,
             detail=None,
             decisions=decisions,
+            policy=policy,
         )
     )
 
@@ -93,6 +106,7 @@ def signin_failed(
     connector_id: str | None = None,
     user_id: str | None = None,
     decisions: list[dict[str, str]] | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> None:
     _emit(
         _record(
@@ -105,6 +119,7 @@ def signin_failed(
             reason=reason,
             detail=detail,
             decisions=decisions or [],
+            policy=policy,
         )
     )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli_directory import add_commands as add_directory_commands
+from gateway.cli_whatif import add_commands as add_whatif_commands
 from gateway.settings import ConfigError, Settings, load_settings, settings_json_schema
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(command=_keys_rotate)
 
     add_directory_commands(commands, config, lambda args: _load(_config_path(args)))
+    add_whatif_commands(commands, config, lambda args: _load(_config_path(args)))
     return parser
 
 

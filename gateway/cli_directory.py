@@ -1,4 +1,4 @@
-"""The directory commands of ``gateway``: ``invite`` and ``users list|show|delete|restore``.
+"""The directory commands of ``gateway``: ``invite`` and ``users list|show|delete|restore|reset-mfa``.
 
 The command line acts as the install's **operator**: whoever can read the configuration and reach
 the store. It invites as a Global Administrator (``Inviter.operator``, ``invited_by`` ``operator:cli``),
@@ -19,8 +19,10 @@ same code (``directory.revocation.revoke_sign_in_sessions`` on an opened ``Runti
 refresh tokens are revoked, relying parties with a ``backchannel_logout_uri`` get a logout token
 (delivered, retries included, before the command returns; one that could not be delivered makes it
 exit 1, the user staying deleted), then the user is soft-deleted (restorable for 30 days).
-``gateway users restore ID`` undoes a soft delete. Delete and restore are audited (``deleteUser``,
-``restoreUser``) with the API's reason codes, failures included.
+``gateway users restore ID`` undoes a soft delete. ``gateway users reset-mfa ID`` removes every TOTP
+method of a user (``gateway.mfa.methods.reset_methods``), so its next sign-in that needs MFA registers
+an authenticator app again. Delete, restore and reset are audited (``deleteUser``, ``restoreUser``,
+``resetSoftwareOathMethods``) with the API's reason codes, failures included.
 
 Only ``argparse`` is needed to register the commands; everything else is imported when one runs.
 """
@@ -58,7 +60,7 @@ def add_commands(
     config: argparse.ArgumentParser,
     load: SettingsLoader,
 ) -> None:
-    """Register ``invite`` and ``users list|show|delete|restore``; ``load`` reads the configuration
+    """Register ``invite`` and ``users list|show|delete|restore|reset-mfa``; ``load`` reads the configuration
     of ``--config`` (None after printing its problems)."""
     invite = commands.add_parser(
         "invite",
@@ -108,6 +110,12 @@ def add_commands(
     restore = users.add_parser("restore", parents=[config], help="restore a soft-deleted user")
     restore.add_argument("user", metavar="ID", help="the deleted user's object id")
     restore.set_defaults(command=functools.partial(_users_restore, load))
+
+    reset_mfa = users.add_parser(
+        "reset-mfa", parents=[config], help="remove a user's authenticator apps (TOTP): it registers again"
+    )
+    reset_mfa.add_argument("user", metavar="USER_ID", help="the user's object id")
+    reset_mfa.set_defaults(command=functools.partial(_users_reset_mfa, load))
 
 
 def _address(text: str) -> str:
@@ -468,5 +476,54 @@ async def _restore_in_store(settings: Settings, user_id: str) -> dict[str, Any] 
     try:
         await store.migrate()
         return await store.restore_user(user_id)
+    finally:
+        await store.close()
+
+
+# -- gateway users reset-mfa ---------------------------------------------------------------------
+
+
+def _users_reset_mfa(load: SettingsLoader, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = load(args)
+    if settings is None:
+        return 1
+    _log_to_stderr()
+    import asyncio
+
+    from gateway.audit import operator_action
+
+    key: str = args.user
+    removed = asyncio.run(_reset_mfa_in_store(settings, key)) if len(key) <= MAX_ID else None
+    if removed is None:
+        operator_action(
+            settings, action="resetSoftwareOathMethods", result="failure", target=key[:MAX_ID],
+            reasons=["user_not_found"],
+        )  # fmt: skip
+        return _fail(f"no user has the id {_shown(key)}")
+    operator_action(
+        settings, action="resetSoftwareOathMethods", result="success", target=key,
+        reasons=["authentication_methods_reset"], detail=f"{removed} removed",
+    )  # fmt: skip
+    if removed:
+        print(
+            f"removed {removed} TOTP method(s) of user {key}: the next sign-in that needs MFA registers again"
+        )
+    else:
+        print(f"user {key} has no TOTP method: nothing changed")
+    return 0
+
+
+async def _reset_mfa_in_store(settings: Settings, user_id: str) -> int | None:
+    """How many methods were removed, or None when there is no such live user."""
+    from gateway.mfa.methods import reset_methods
+    from gateway.store.factory import open_store
+
+    store = open_store(settings.store)
+    try:
+        await store.migrate()
+        try:
+            return await reset_methods(store, user_id)
+        except KeyError:
+            return None
     finally:
         await store.close()

@@ -33,14 +33,17 @@ from gateway.admin.models import (
     UserOut,
     UserPatch,
 )
+from gateway.admin.whatif import PATH as WHAT_IF_PATH
+from gateway.admin.whatif import WhatIfOut, WhatIfRequest
 from gateway.http import json_response
 
 _REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     InvitationCreate, UserPatch, GroupCreate, GroupPatch, DirectoryObjectRef, AppRoleAssignmentCreate,
+    WhatIfRequest,
 )  # fmt: skip
 _RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     InvitationOut, UserOut, UserCollection, GroupOut, GroupCollection, ErrorOut,
-    AppRoleAssignmentOut, AppRoleAssignmentCollection,
+    AppRoleAssignmentOut, AppRoleAssignmentCollection, WhatIfOut,
 )  # fmt: skip
 _DESCRIPTIONS = {
     400: "Malformed JSON or an invalid field (`details` names each field).",
@@ -313,6 +316,17 @@ def document(issuer: str) -> dict[str, Any]:
             },
             **_directory_paths(),
             **_assignment_paths(),
+            WHAT_IF_PATH: {
+                "post": _op(
+                    "evaluateConditionalAccess",
+                    "What If: the cross-tenant and conditional-access outcome of a sign-in, without one.",
+                    {
+                        "200": _json(_ref(WhatIfOut), "The policies that apply, those that do not and why."),
+                        **_errors(400, 401, 403, 413, 415),
+                    },
+                    requestBody=_body(WhatIfRequest),
+                ),
+            },
         },
         "components": {
             "schemas": definitions["$defs"],

@@ -45,6 +45,7 @@ from gateway.admin.users import (
     revoke_user,
     update_user,
 )
+from gateway.admin.whatif import evaluate
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -148,6 +149,7 @@ ROUTES = [
                 methods({"DELETE": remove_app_owner}),
                 methods=ALL_METHODS,
             ),
+            Route("/identity/conditionalAccess/evaluate", methods({"POST": evaluate}), methods=ALL_METHODS),
             Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
             Route("/{rest:path}", not_found, methods=ALL_METHODS),
         ],

@@ -2,8 +2,10 @@
 
 Checks, in order: may the caller invite at all (``policy.collaboration.may_invite``); only
 administrators may invite a ``Member`` or reset a redemption; is the address's domain welcome
-(``guest_domain``); has the recipient blocked invitations from this organisation (``blocklist``,
-b2b-concepts §2.2: refused as ``recipient_blocked_invitations``). Then either:
+(``guest_domain``; cross-tenant access settings that block all users of the domain's organisation
+refuse it as ``cross_tenant_access_blocked``, b2b-concepts §5.5); has the recipient blocked
+invitations from this organisation (``blocklist``, b2b-concepts §2.2: refused as
+``recipient_blocked_invitations``). Then either:
 
 - a new invitation: when a user already holds the address (``mail``/``otherMails``) or its
   ``#EXT#`` user principal name, nothing is written and no mail is sent: the outcome names that
@@ -32,6 +34,7 @@ from gateway.invitations.blocklist import is_blocked
 from gateway.invitations.mail import InvitationMail, invitation_messages
 from gateway.invitations.tickets import Invitation, issue_ticket, redeem_url
 from gateway.policy.collaboration import INVITING_ADMIN_ROLES, Caller, guest_domain, may_invite
+from gateway.policy.cross_tenant import invitation_blocked
 from gateway.settings.models import Settings
 from gateway.store.base import Store
 from idp_connectors.base import MailSender
@@ -143,10 +146,19 @@ async def invite(ctx: Context, inviter: Inviter, req: InvitationRequest) -> Outc
     if req.reset and not inviter.is_admin:
         raise InvitationRefused("reset_needs_admin", MESSAGES["reset_needs_admin"])
     domain = domain_of(req.email)
-    welcome = guest_domain(domain, ctx.settings.external_collaboration)
+    welcome = guest_domain(
+        domain,
+        ctx.settings.external_collaboration,
+        cross_tenant_blocked=invitation_blocked(ctx.settings, domain),
+    )
     if not welcome.allowed:
         if welcome.reason == "domain_not_allowed":
             message = f"{domain} is not on your organisation's list of allowed domains for guests."
+        elif welcome.reason == "cross_tenant_access_blocked":
+            message = (
+                f"Your organisation's cross-tenant access settings block guests from {domain}. "
+                "Contact your administrator."
+            )
         else:
             message = f"Invitations to {domain} are blocked by your organisation. Contact your administrator."
         raise InvitationRefused(welcome.reason, message, target="invitedUserEmailAddress")

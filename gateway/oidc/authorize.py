@@ -14,8 +14,9 @@ from gateway.oidc.claims import pairwise_sub
 from gateway.oidc.errors import AccessDenied, InvalidRequest, LoginRequired, OAuthError, UntrustedRedirect
 from gateway.pages import error_page
 from gateway.runtime import Runtime
-from gateway.signin import transaction
+from gateway.signin import policy_step, transaction
 from gateway.signin.sessions import SsoSession
+from gateway.signin.standing import Standing
 from gateway.tokens.jwt import InvalidToken
 
 
@@ -48,17 +49,35 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
     now = rt.now()
     hint_sub = _hint_subject(rt, req)
     session = await rt.sessions.current(request, now)
-    if session is not None and _session_satisfies(rt, req, session, hint_sub, now):
-        user = await rt.store.get_user(session.user_id)
-        if user is not None and user.get("accountEnabled", True):
-            return await respond_with_code(rt, request, req_to_signin_fields(req), session)
-    if "none" in req.prompt:
-        raise LoginRequired("the user must sign in")
     browser_id = rt.browser.browser_id(request)
     new_browser = browser_id is None
     if browser_id is None:
         browser_id = rt.browser.new_browser_id()
-    signin = transaction.SignIn(
+    signin = _new_signin(rt, req, browser_id, now)
+    response: Response | None = None
+    if session is not None and _session_satisfies(rt, req, session, hint_sub, now):
+        user = await rt.store.get_user(session.user_id)
+        if user is not None and user.get("accountEnabled", True):
+            # Policies are evaluated at every sign-in, the SSO session's too: it may answer at once,
+            # ask for MFA or terms first, or need a fresh sign-in (None).
+            response = await policy_step.for_session(rt, request, signin, session, user)
+            if response is None:
+                signin.prompt = sorted({*signin.prompt, "login"})
+    if response is None:
+        if "none" in req.prompt:
+            raise LoginRequired("the user must sign in")
+        # Answered here rather than by a redirect to ``GET /signin/{id}``: one request fewer per sign-in.
+        from gateway.signin.routes import first_page  # imported late: the sign-in pages import this module
+
+        response = await first_page(rt, request, signin, browser_id=browser_id, saved=False)
+    if new_browser:
+        rt.browser.set_cookie(response, browser_id)
+    return response
+
+
+def _new_signin(rt: Runtime, req: AuthorizationRequest, browser_id: str, now: int) -> transaction.SignIn:
+    assert req.app is not None and req.client is not None
+    return transaction.SignIn(
         id=transaction.new_id(),
         app_id=req.app.id,
         client_id=req.client.client_id,
@@ -76,13 +95,6 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         idp_hint=req.idp_hint,
         domain_hint=req.domain_hint,
     )
-    # Answered here rather than by a redirect to ``GET /signin/{id}``: one request fewer per sign-in.
-    from gateway.signin.routes import first_page  # imported late: the sign-in pages import this module
-
-    response = await first_page(rt, request, signin, browser_id=browser_id, saved=False)
-    if new_browser:
-        rt.browser.set_cookie(response, browser_id)
-    return response
 
 
 def _hint_subject(rt: Runtime, req: AuthorizationRequest) -> str | None:
@@ -111,23 +123,6 @@ def _session_satisfies(
         assert req.app is not None
         return pairwise_sub(rt.pairwise_salt, req.app.id, session.user_id) == hint_sub
     return True
-
-
-def req_to_signin_fields(req: AuthorizationRequest) -> transaction.SignIn:
-    """The same shape as a stored transaction, for a request answered from the SSO session."""
-    assert req.app is not None and req.client is not None
-    return transaction.SignIn(
-        id="",
-        app_id=req.app.id,
-        client_id=req.client.client_id,
-        redirect_uri=req.redirect_uri,
-        scopes=req.scopes,
-        browser="",
-        created_at=0,
-        state=req.state,
-        nonce=req.nonce,
-        code_challenge=req.code_challenge,
-    )
 
 
 async def respond_with_code(
@@ -163,6 +158,7 @@ async def respond_with_code(
         grant_id=codes.new_grant_id(),
         nonce=signin.nonce,
         code_challenge=signin.code_challenge,
+        auth_claims=Standing.from_json(session.standing).auth_claims() if session.standing else {},
     )
     code = await codes.issue(rt.store, grant, rt.settings.tokens.authorization_code_seconds)
     if not fresh:

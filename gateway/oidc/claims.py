@@ -40,6 +40,9 @@ CLAIMS_SUPPORTED = (
     "family_name",
     "email",
     "email_verified",
+    "mfa_source",
+    "device_compliant",
+    "device_hybrid_joined",
 )
 
 

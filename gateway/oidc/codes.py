@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gateway.store.base import ArtefactStore, Consumed
@@ -38,6 +38,8 @@ class CodeGrant:
     grant_id: str
     nonce: str | None = None
     code_challenge: str | None = None
+    auth_claims: dict[str, Any] = field(default_factory=dict)
+    """Claims about the authentication for the ID token (``mfa_source``, trusted device state)."""
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~45 µs a call).

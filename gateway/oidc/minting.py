@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.directory.app_access import app_access, needs_access_data
@@ -26,6 +26,8 @@ class Authentication:
     amr: list[str]
     acr: str
     idp: str
+    auth_claims: dict[str, Any] = field(default_factory=dict)
+    """``mfa_source`` and trusted device claims (``gateway.signin.standing``): ID token only."""
 
 
 def at_hash(access_token: str) -> str:
@@ -84,6 +86,7 @@ async def mint(
         "acr": authn.acr,
         "sid": authn.sid,
         "at_hash": at_hash(access_token),
+        **authn.auth_claims,
         **claims,
     }
     if nonce is not None:
@@ -117,6 +120,7 @@ async def mint(
                     "amr": authn.amr,
                     "acr": authn.acr,
                     "idp": authn.idp,
+                    "auth_claims": authn.auth_claims,
                 },
             }
             body["refresh_token"] = await bearer.issue(

@@ -101,7 +101,9 @@ async def _authorization_code(rt: Runtime, app: Application, params: dict[str, s
     elif verifier is not None:
         raise InvalidGrant("code_verifier sent, but the authorization request had no code_challenge")
     user = await _active_user(rt, grant.user_id)
-    authn = Authentication(grant.user_id, grant.sid, grant.auth_time, grant.amr, grant.acr, grant.idp)
+    authn = Authentication(
+        grant.user_id, grant.sid, grant.auth_time, grant.amr, grant.acr, grant.idp, grant.auth_claims
+    )
     return await mint(rt, app, user, authn, scopes=grant.scopes, grant_id=grant.grant_id, nonce=grant.nonce)
 
 

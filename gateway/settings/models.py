@@ -22,8 +22,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from gateway.settings.conditional_access import (
+    Agreement,
+    ConditionalAccessPolicy,
+    NamedLocation,
+    conditional_access_problems,
+)
 from gateway.settings.directory import Directory, Invitations
-from gateway.settings.federation import CrossTenantAccess, Redemption
+from gateway.settings.federation import CrossTenantAccess, Redemption, cross_tenant_problems
 from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
@@ -53,6 +59,9 @@ ApiPermission = Literal[
     "AppRoleAssignment.ReadWrite.All",
     "Directory.Read.All",
     "Directory.ReadWrite.All",
+    "Policy.Read.All",
+    "UserAuthenticationMethod.Read.All",
+    "UserAuthenticationMethod.ReadWrite.All",
 ]
 
 
@@ -324,6 +333,15 @@ class Settings(Strict):
     redemption: Redemption = Redemption()
     directory: Directory = Directory()
     invitations: Invitations = Invitations()
+    named_locations: list[NamedLocation] = Field(
+        [], description="IP address ranges that conditional-access location conditions name."
+    )
+    terms_of_use: list[Agreement] = Field(
+        [], description="Agreements a conditional-access grant can require (accepted once per version)."
+    )
+    conditional_access: list[ConditionalAccessPolicy] = Field(
+        [], description="Conditional-access policies, evaluated at every sign-in to an app."
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -385,6 +403,8 @@ class Settings(Strict):
                     )
                 )
         problems += _domain_claims(self)
+        problems += cross_tenant_problems(self)
+        problems += conditional_access_problems(self)
         if self.redemption.fallback == "microsoftAccount" and not any(
             getattr(c, "accounts", None) in ("personal", "both") for c in self.connectors
         ):

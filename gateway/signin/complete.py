@@ -10,21 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gateway import audit
 from gateway.directory import users
 from gateway.directory.app_access import app_access
-from gateway.directory.identities import directory_issuer, idp_claim
+from gateway.directory.identities import directory_issuer
 from gateway.oidc import responses
-from gateway.oidc.authorize import respond_with_code
-from gateway.oidc.claims import ACR_SINGLE_FACTOR
 from gateway.oidc.errors import AccessDenied
 from gateway.pages import error_page
 from gateway.policy.linking import decide_link
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
-from gateway.signin import redemption, transaction
+from gateway.signin import policy_step, redemption, transaction
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
@@ -51,6 +49,9 @@ async def complete_signin(
     now = rt.now()
     connector_type = rt.connector_types[identity.connector_id]
     decisions = [audit.decision("authentication", "passed", "upstream_identity_verified")]
+    refused = await policy_step.admit(rt, request, signin, identity, decisions)
+    if refused is not None:
+        return refused
     try:
         user = await _resolve_user(rt, signin, identity, connector_type, now, decisions)
     except NeedsConsent as consent:
@@ -80,9 +81,8 @@ async def finish_signin(
     user: dict[str, Any],
     decisions: list[dict[str, str]],
 ) -> Response:
-    """The SSO session, the audit record, and the way back: a code to the app, or the invitation's target."""
-    now = rt.now()
-    connector_type = rt.connector_types[identity.connector_id]
+    """App assignment, then the policy step (``gateway.signin.policy_step``): cross-tenant access,
+    conditional access, MFA and terms, and the way back (a code to the app, or the invitation's target)."""
     app = rt.settings.application(signin.app_id)
     if (
         app is not None
@@ -102,37 +102,7 @@ async def finish_signin(
         )
         denied = AccessDenied("the user is not assigned to this application")
         return responses.error(signin.redirect_uri, denied, state=signin.state, issuer=rt.settings.issuer)
-    lifetime = rt.settings.tokens.session_seconds
-    await rt.sessions.forget(request)
-    session, token = await rt.sessions.create(
-        user_id=user["id"],
-        auth_time=identity.auth_time or now,
-        lifetime=lifetime,
-        # Upstream amr/acr are untrusted until cross-tenant trust says otherwise: a passcode is
-        # `otp` (RFC 8176); any other upstream is recorded as a federated sign-in.
-        amr=["otp"] if connector_type in PASSCODE_TYPES else ["fed"],
-        acr=ACR_SINGLE_FACTOR,
-        idp=idp_claim(identity, connector_type),
-        connector_id=identity.connector_id,
-    )
-    await transaction.finish(rt.store, signin.id)
-    decisions.append(audit.decision("session", "created", "sso_session_started"))
-    audit.signin_succeeded(
-        rt,
-        signin.app_id or None,
-        user_id=user["id"],
-        connector_id=identity.connector_id,
-        request=request,
-        decisions=decisions,
-    )
-    if signin.client_id:
-        response = await respond_with_code(rt, request, signin, session, fresh=True)
-    else:  # a redemption from the invitation link: on to inviteRedirectUrl
-        response = RedirectResponse(
-            signin.redirect_uri, status_code=303, headers={"Cache-Control": "no-store"}
-        )
-    rt.sessions.attach(response, token, lifetime)
-    return response
+    return await policy_step.after_authentication(rt, request, signin, identity, user, decisions)
 
 
 async def _resolve_user(

@@ -28,6 +28,7 @@ from gateway.directory.users import identity_object, iso
 from gateway.invitations.tickets import check_ticket
 from gateway.pages import error_page, render
 from gateway.policy.collaboration import guest_domain
+from gateway.policy.cross_tenant import invitation_blocked
 from gateway.policy.home_realm import discover, email_domain
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -129,7 +130,17 @@ async def redemption_check(
             "Sign in with your own organisation's account to accept this invitation.",
         )
     domain = email_domain(claimed) or ""
-    if not guest_domain(domain, rt.settings.external_collaboration).allowed:
+    welcome = guest_domain(
+        domain,
+        rt.settings.external_collaboration,
+        cross_tenant_blocked=invitation_blocked(rt.settings, domain),
+    )
+    if welcome.reason == "cross_tenant_access_blocked":
+        raise RedemptionRefused(
+            "cross_tenant_access_blocked",
+            "This organisation no longer accepts guests from your organisation.",
+        )
+    if not welcome.allowed:
         raise RedemptionRefused(
             "domain_blocked", "This organisation no longer accepts guests from your domain."
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from starlette.requests import Request
@@ -33,6 +33,8 @@ class SsoSession:
     acr: str
     idp: str
     connector_id: str
+    standing: dict[str, Any] = field(default_factory=dict)
+    """``gateway.signin.standing.Standing`` as JSON: the trusted facts later sign-ins are evaluated on."""
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value.
@@ -68,6 +70,7 @@ class Sessions:
         acr: str,
         idp: str,
         connector_id: str,
+        standing: dict[str, Any],
     ) -> tuple[SsoSession, str]:
         """Store a new session; returns it and the cookie value to ``attach``."""
         token = secrets.token_urlsafe(32)
@@ -80,6 +83,7 @@ class Sessions:
             acr=acr,
             idp=idp,
             connector_id=connector_id,
+            standing=standing,
         )
         await self._store.put(KIND, _hash(token), session.to_json(), lifetime, grant_id=f"user:{user_id}")
         return session, token

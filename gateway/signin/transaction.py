@@ -43,6 +43,18 @@ class SignIn:
     """The address the redeem link's invitation was sent to (a reset's new address)."""
     pending_identity: dict[str, Any] | None = None
     """The upstream identity waiting on the consent page (raw claims live only here)."""
+    policy_user_id: str | None = None
+    """Set once the user is known and the policy step asks for more (MFA, terms): whose sign-in waits."""
+    standing: dict[str, Any] | None = None
+    """What authentication established (``gateway.signin.standing``), kept while MFA or terms are pending."""
+    required: list[str] = field(default_factory=list)
+    """What the policy step still needs from the user: ``mfa``, ``terms:<agreement id>``."""
+    local_mfa_at: int | None = None
+    """When the user completed MFA here (TOTP) during this sign-in."""
+    home_step_up: bool = False
+    """True once the home IdP was asked for MFA (``acr_values``/``prompt=login``): it is asked only once."""
+    decisions: list[dict[str, str]] = field(default_factory=list)
+    """The audit decisions so far, carried across the pages the policy step asks for."""
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~40 µs a call).

@@ -1,0 +1,386 @@
+"""The policy step of a sign-in: what cross-tenant access and conditional access let through, and how.
+
+Runs once the user is known (``after_authentication``), again after each page it sends the user
+to (``resume``, from the MFA and terms pages), and for a sign-in the SSO session answers
+(``for_session``, from the authorization endpoint). ``gateway.signin.policy_eval`` decides; this
+module acts on the decision (b2b-concepts §5.4):
+
+- refused (cross-tenant access, a ``block`` grant, a device requirement nothing trusted
+  satisfies, MFA the home organisation was asked for and did not do): a clear page, the
+  transaction ended, an audit record; nothing is minted.
+- ``reauthentication`` (sign-in frequency): the home IdP is asked again with ``prompt=login``, once.
+- ``mfa`` when the home organisation is trusted for MFA: the home IdP is asked for it
+  (``acr_values`` of the partner's mapping and ``prompt=login``), once; without it the
+  sign-in is refused. Otherwise (untrusted partners, social, passcode) TOTP here:
+  ``/signin/{id}/mfa``.
+- ``terms:<id>``: ``/signin/{id}/terms``.
+- nothing left: the SSO session carries the standing (amr, acr, trusted facts) and the app gets
+  its code; the audit record lists every policy's result and the cross-tenant decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway import audit
+from gateway.http import client_ip
+from gateway.pages import error_page
+from gateway.runtime import Runtime
+from gateway.signin import transaction
+from gateway.signin.policy_eval import Assessment, assess, inbound_gate, needs_group_ids
+from gateway.signin.sessions import SsoSession
+from gateway.signin.standing import Standing, from_identity
+from gateway.signin.transaction import SignIn
+from idp_connectors.base import RedirectConnector, UpstreamIdentity
+
+LOCAL_ACTIONS = frozenset({"mfa"})
+"""Required actions the gateway's own pages satisfy (besides ``terms:<id>``)."""
+
+REFUSALS: dict[str, tuple[str, str]] = {
+    "home_tenant_mismatch": (
+        "You can't sign in here",
+        "Your sign-in came from an organisation other than the one this identity provider speaks for.",
+    ),
+    "cross_tenant_user_blocked": (
+        "Your organisation's access is blocked",
+        "{org} does not accept sign-ins from your organisation's users for this.",
+    ),
+    "cross_tenant_application_blocked": (
+        "This application is not open to your organisation",
+        "{org} does not let users from your organisation use this application.",
+    ),
+    "blocked_by_policy": (
+        "Access blocked",
+        "{org}'s access policies block this sign-in. Contact its administrator if you need access.",
+    ),
+    "device_not_compliant": (
+        "A compliant device is required",
+        "This application needs a device your organisation manages and reports as compliant. Your sign-in "
+        "did not carry a compliant-device claim that {org} accepts from your organisation.",
+    ),
+    "device_not_hybrid_joined": (
+        "A domain-joined device is required",
+        "This application needs a device joined to your organisation's domain. Your sign-in did not "
+        "carry a device claim that {org} accepts from your organisation.",
+    ),
+    "mfa_not_satisfied_at_home": (
+        "Multi-factor authentication is required",
+        "This application needs multi-factor authentication, and {org} accepts it only from your "
+        "organisation's own sign-in, which did not perform it. Sign in again and complete it there.",
+    ),
+    "sign_in_frequency_not_met": (
+        "Sign in again",
+        "This application needs a recent sign-in, and your organisation's sign-in was not recent enough.",
+    ),
+    "account_disabled": ("You can't sign in here", "Your account in this organisation is disabled."),
+}
+
+
+async def admit(
+    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity, decisions: list[dict[str, str]]
+) -> Response | None:
+    """Before the directory is read or written: refuse an identity whose home organisation may not
+    sign in here (a tenant mismatch, or inbound cross-tenant access blocking it). None lets it in."""
+    established = from_identity(rt.settings, identity, rt.connector_types[identity.connector_id], rt.now())
+    if established.standing is None:
+        assert established.refusal is not None
+        decisions.append(audit.decision("cross_tenant_access", "refused", established.refusal))
+        return await _refuse(rt, request, signin, None, identity.connector_id, established.refusal, decisions)
+    standing = established.standing
+    access = inbound_gate(rt.settings, standing, signin.app_id)
+    if access is None or access.allowed:
+        return None
+    decisions.append(audit.decision("cross_tenant_access", "blocked", access.reason))
+    log = {"homeTenantId": standing.home_tenant_id, "crossTenantAccessType": "b2bCollaboration"}
+    return await _refuse(rt, request, signin, None, identity.connector_id, access.reason, decisions, log)
+
+
+async def after_authentication(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    identity: UpstreamIdentity,
+    user: dict[str, Any],
+    decisions: list[dict[str, str]],
+) -> Response:
+    """The first pass: the standing this identity earns, then the decision."""
+    established = from_identity(rt.settings, identity, rt.connector_types[identity.connector_id], rt.now())
+    if established.standing is None:
+        assert established.refusal is not None
+        return await _refuse(
+            rt, request, signin, user["id"], identity.connector_id, established.refusal, decisions
+        )
+    standing = established.standing
+    if standing.home_tenant_id is not None:
+        outcome = "mfa_trusted" if standing.mfa else "mfa_not_trusted"
+        decisions.append(audit.decision("trust", outcome, _trust_reason(standing)))
+    if signin.local_mfa_at is not None:  # done here earlier in this sign-in (before a re-authentication)
+        standing = standing.with_local_mfa(signin.local_mfa_at)
+    return await _decide(rt, request, signin, user, standing, decisions)
+
+
+async def resume(rt: Runtime, request: Request, signin: SignIn) -> Response:
+    """After the MFA or terms page: re-read the user and decide again on the stored standing."""
+    if signin.standing is None or signin.policy_user_id is None:
+        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+    standing = Standing.from_json(signin.standing)
+    if signin.local_mfa_at is not None:
+        standing = standing.with_local_mfa(signin.local_mfa_at)
+    user = await rt.store.get_user(signin.policy_user_id)
+    decisions = list(signin.decisions)
+    if user is None or not user.get("accountEnabled", True):
+        return await _refuse(
+            rt, request, signin, signin.policy_user_id, standing.connector_id, "account_disabled", decisions
+        )
+    return await _decide(rt, request, signin, user, standing, decisions)
+
+
+async def for_session(
+    rt: Runtime, request: Request, signin: SignIn, session: SsoSession, user: dict[str, Any]
+) -> Response | None:
+    """A sign-in the SSO session would answer: evaluated on the session's standing.
+
+    Returns the response, or None when only a fresh sign-in can satisfy the policies
+    (re-authentication, or MFA to be asked of the home organisation); the caller then starts one.
+    """
+    standing = _session_standing(rt, session)
+    decisions = [audit.decision("sso_session", "reused", "session_valid")]
+    assessment = await _assess(rt, request, signin, user, standing)
+    if assessment.refusal is not None:
+        decisions.append(audit.decision("policy", "refused", assessment.refusal))
+        return await _refuse(
+            rt,
+            request,
+            signin,
+            user["id"],
+            standing.connector_id,
+            assessment.refusal,
+            decisions,
+            assessment.log,
+        )
+    required = assessment.required
+    if "reauthentication" in required or ("mfa" in required and _ask_home(rt, assessment, standing)):
+        return None
+    if required:
+        signin.policy_user_id = user["id"]
+        signin.standing = standing.to_json()
+        return await _ask_user(rt, signin, required, decisions)
+    from gateway.oidc.authorize import respond_with_code  # late: the authorization endpoint imports this
+
+    audit.signin_succeeded(
+        rt,
+        signin.app_id,
+        user_id=user["id"],
+        connector_id=standing.connector_id,
+        request=request,
+        decisions=decisions,
+        policy=assessment.log,
+    )
+    return await respond_with_code(rt, request, signin, session, fresh=True)
+
+
+async def _decide(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    user: dict[str, Any],
+    standing: Standing,
+    decisions: list[dict[str, str]],
+) -> Response:
+    assessment = await _assess(rt, request, signin, user, standing)
+    if assessment.access is not None:
+        outcome = "allowed" if assessment.access.allowed else "blocked"
+        decisions.append(audit.decision("cross_tenant_access", outcome, assessment.access.reason))
+    if assessment.refusal is not None:
+        decisions.append(audit.decision("conditional_access", "refused", assessment.refusal))
+        return await _refuse(
+            rt,
+            request,
+            signin,
+            user["id"],
+            standing.connector_id,
+            assessment.refusal,
+            decisions,
+            assessment.log,
+        )
+    required = assessment.required
+    signin.policy_user_id, signin.standing = user["id"], standing.to_json()
+    if "reauthentication" in required:
+        if "login" in signin.prompt or not _is_redirect(rt, standing.connector_id):
+            decisions.append(audit.decision("conditional_access", "refused", "sign_in_frequency_not_met"))
+            return await _refuse(
+                rt, request, signin, user["id"], standing.connector_id, "sign_in_frequency_not_met",
+                decisions, assessment.log,
+            )  # fmt: skip
+        signin.prompt = sorted({*signin.prompt, "login"})
+        decisions.append(audit.decision("conditional_access", "reauthenticate", "sign_in_frequency"))
+        return await _upstream_again(rt, request, signin, standing, decisions, ())
+    if "mfa" in required and _ask_home(rt, assessment, standing):
+        if signin.home_step_up:
+            decisions.append(audit.decision("mfa", "refused", "mfa_not_satisfied_at_home"))
+            return await _refuse(
+                rt, request, signin, user["id"], standing.connector_id, "mfa_not_satisfied_at_home",
+                decisions, assessment.log,
+            )  # fmt: skip
+        signin.home_step_up = True
+        decisions.append(audit.decision("mfa", "requested", "mfa_requested_from_home"))
+        assert assessment.inbound is not None
+        acr_values = tuple(assessment.inbound.claims_mapping.mfa_acr_values)
+        return await _upstream_again(rt, request, signin, standing, decisions, acr_values)
+    if required:
+        return await _ask_user(rt, signin, required, decisions)
+    return await _grant(rt, request, signin, user, standing, decisions, assessment)
+
+
+async def _assess(
+    rt: Runtime, request: Request, signin: SignIn, user: dict[str, Any], standing: Standing
+) -> Assessment:
+    groups = (
+        frozenset(await rt.store.list_user_groups(user["id"]))
+        if needs_group_ids(rt.settings)
+        else frozenset()
+    )
+    return assess(
+        rt.settings,
+        user=user,
+        group_ids=groups,
+        standing=standing,
+        app_id=signin.app_id,
+        client_ip=client_ip(request),
+        signin_started_at=signin.created_at,
+        requested_acr_values=signin.acr_values,
+        now=rt.now(),
+    )
+
+
+def _ask_home(rt: Runtime, assessment: Assessment, standing: Standing) -> bool:
+    """MFA is asked of the home organisation when it is trusted for MFA and reachable by redirect."""
+    return (
+        assessment.home_mfa_trusted
+        and standing.home_authoritative
+        and _is_redirect(rt, standing.connector_id)
+    )
+
+
+def _is_redirect(rt: Runtime, connector_id: str) -> bool:
+    return isinstance(rt.connectors.get(connector_id), RedirectConnector)
+
+
+async def _upstream_again(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    standing: Standing,
+    decisions: list[dict[str, str]],
+    acr_values: tuple[str, ...],
+) -> Response:
+    from gateway.signin.federation import start_upstream  # late: federation imports the sign-in's end
+
+    signin.decisions = decisions
+    return await start_upstream(
+        rt, request, signin, standing.connector_id, changed=True, step_up_acr_values=acr_values
+    )
+
+
+async def _ask_user(
+    rt: Runtime, signin: SignIn, required: tuple[str, ...], decisions: list[dict[str, str]]
+) -> Response:
+    """Save what is pending and send the browser to the first page that satisfies it."""
+    remaining = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
+    signin.required = list(required)
+    signin.decisions = decisions
+    if remaining > 0:
+        await transaction.save(rt.store, signin, remaining)
+    page = "mfa" if "mfa" in required else "terms"
+    return RedirectResponse(
+        f"/signin/{signin.id}/{page}", status_code=303, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _grant(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    user: dict[str, Any],
+    standing: Standing,
+    decisions: list[dict[str, str]],
+    assessment: Assessment,
+) -> Response:
+    lifetime = rt.settings.tokens.session_seconds
+    await rt.sessions.forget(request)
+    session, token = await rt.sessions.create(
+        user_id=user["id"],
+        auth_time=standing.auth_time,
+        lifetime=lifetime,
+        amr=standing.amr,
+        acr=standing.acr,
+        idp=standing.idp,
+        connector_id=standing.connector_id,
+        standing=standing.to_json(),
+    )
+    await transaction.finish(rt.store, signin.id)
+    decisions.append(audit.decision("session", "created", "sso_session_started"))
+    audit.signin_succeeded(
+        rt,
+        signin.app_id or None,
+        user_id=user["id"],
+        connector_id=standing.connector_id,
+        request=request,
+        decisions=decisions,
+        policy=assessment.log,
+    )
+    if signin.client_id:
+        from gateway.oidc.authorize import respond_with_code  # late: the authorization endpoint imports this
+
+        response = await respond_with_code(rt, request, signin, session, fresh=True)
+    else:  # a redemption from the invitation link: on to inviteRedirectUrl
+        response = RedirectResponse(
+            signin.redirect_uri, status_code=303, headers={"Cache-Control": "no-store"}
+        )
+    rt.sessions.attach(response, token, lifetime)
+    return response
+
+
+async def _refuse(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    user_id: str | None,
+    connector_id: str,
+    reason: str,
+    decisions: list[dict[str, str]],
+    log: dict[str, Any] | None = None,
+) -> Response:
+    if signin.id:
+        await transaction.finish(rt.store, signin.id)
+    audit.signin_failed(
+        rt,
+        signin.app_id or None,
+        reason=reason,
+        request=request,
+        connector_id=connector_id,
+        user_id=user_id,
+        decisions=decisions,
+        policy=log,
+    )
+    title, message = REFUSALS.get(reason, REFUSALS["blocked_by_policy"])
+    return error_page(request, title, message.format(org=rt.settings.tenant.name), status=403)
+
+
+def _trust_reason(standing: Standing) -> str:
+    return standing.trust_reasons[0] if standing.trust_reasons else "mfa_claim_absent"
+
+
+def _session_standing(rt: Runtime, session: SsoSession) -> Standing:
+    if session.standing:
+        return Standing.from_json(session.standing)
+    # A session from before the policy step existed: what it recorded, nothing trusted.
+    return Standing(
+        connector_id=session.connector_id,
+        connector_type=rt.connector_types.get(session.connector_id, ""),
+        auth_time=session.auth_time,
+        idp=session.idp,
+    )
