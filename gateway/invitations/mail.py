@@ -127,3 +127,31 @@ def invitation_messages(mail: InvitationMail) -> list[MailMessage]:
     # §2.2: Reply-To is the inviter's address when there is one.
     reply_to = mail.inviter_mail or None
     return [MailMessage(to=to, subject=subject, text=text, html=html, reply_to=reply_to) for to in recipients]
+
+
+def redeemed_notification(*, to: str, tenant_name: str, portal_url: str) -> MailMessage:
+    """The notice of an automatic redemption (b2b-concepts §3.5): no consent page was shown, so the
+    guest is told, in a mail that needs no action, that they now have access."""
+    tenant = _one_line(tenant_name)
+    subject = f"You now have access to applications within {tenant}"
+    text = "\n".join(
+        [
+            "Hello,",
+            "",
+            f"Your organisation and {tenant} have agreed that you may use {tenant}'s applications",
+            "with your work account, so your invitation was accepted for you when you signed in.",
+            "You don't need to do anything.",
+            "",
+            f"Your applications: {portal_url}",
+        ]
+    )
+    html = (
+        '<!DOCTYPE html>\n<html lang="en">\n'
+        f'<head><meta charset="utf-8"><title>{escape(subject)}</title></head>\n'
+        '<body style="font-family: sans-serif; line-height: 1.5; color: #1b1b1b;">\n<p>Hello,</p>\n'
+        f"<p>Your organisation and {escape(tenant)} have agreed that you may use {escape(tenant)}'s "
+        "applications with your work account, so your invitation was accepted for you when you signed "
+        "in. You don't need to do anything.</p>\n"
+        f'<p><a href="{escape(portal_url)}">Your applications</a></p>\n</body>\n</html>\n'
+    )
+    return MailMessage(to=to, subject=subject, text=text + "\n", html=html)

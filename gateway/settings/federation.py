@@ -228,7 +228,9 @@ class AutomaticUserConsent(_Strict):
     """Graph ``inboundAllowed`` of ``automaticUserConsentSettings``."""
 
     inbound_allowed: bool = Field(
-        False, description="Guests from this organisation skip the consent page at redemption."
+        False,
+        description="Guests from this organisation skip the consent page at redemption (agreed with "
+        "the partner, who allows it outbound); they get a notification mail instead. Partner entries only.",
     )
 
 
@@ -301,6 +303,12 @@ class Partner(_Strict):
     )
 
 
+AUTOMATIC_CONSENT_PER_PARTNER = (
+    "automatic redemption is agreed with one organisation at a time: set it in that organisation's "
+    "partner entry (the default's is false and read-only)"
+)
+
+
 class CrossTenantDefault(_Strict):
     """The settings of every organisation without its own partner entry (the service default)."""
 
@@ -324,7 +332,9 @@ class CrossTenantDefault(_Strict):
                  "use AllUsers, or give the organisation a partner entry")
                 for index, target in enumerate(self.b2b_collaboration_inbound.users_and_groups.targets)
                 if target.target != ALL_USERS
-            ],
+            ]
+            + ([(("automatic_user_consent", "inbound_allowed"), AUTOMATIC_CONSENT_PER_PARTNER)]
+               if self.automatic_user_consent.inbound_allowed else []),
         )  # fmt: skip
         return self
 

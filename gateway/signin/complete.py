@@ -55,6 +55,8 @@ async def complete_signin(
     try:
         user = await _resolve_user(rt, signin, identity, connector_type, now, decisions)
     except NeedsConsent as consent:
+        if redemption.redeems_automatically(rt, identity):
+            return await redemption.redeem_automatically(rt, request, signin, consent.guest_id, identity)
         return await redemption.ask_consent(rt, signin, consent.guest_id, identity)
     except (Refusal, redemption.RedemptionRefused) as refusal:
         user_id = getattr(refusal, "user_id", None) or signin.redeem_user_id

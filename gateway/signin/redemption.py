@@ -10,7 +10,9 @@ when ``invitations.terms_of_use`` is configured: accepting needs their checkbox,
 recorded as ``termsOfUseAcceptedVersion`` / ``termsOfUseAcceptedDateTime`` on the guest); accepting
 binds the identity to the guest (sticky until a redemption reset), sets ``externalUserState: Accepted`` and
 continues to ``inviteRedirectUrl`` — or, for a just-in-time redemption during an app's sign-in, to
-the app.
+the app. With automatic redemption agreed with the guest's organisation (§3.5) there is no consent
+page: the invitation is accepted as the guest signs in, and a notification mail needing no action
+is sent instead.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.directory.identities import directory_issuer
 from gateway.directory.users import identity_object, iso
+from gateway.invitations.mail import redeemed_notification
 from gateway.invitations.tickets import check_ticket
 from gateway.pages import error_page, render
 from gateway.policy.collaboration import guest_domain
-from gateway.policy.cross_tenant import invitation_blocked
+from gateway.policy.cross_tenant import invitation_blocked, resolve_home
 from gateway.policy.home_realm import discover, email_domain
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -170,6 +173,63 @@ async def ask_consent(rt: Runtime, signin: SignIn, guest_id: str, identity: Upst
     )
 
 
+def redeems_automatically(rt: Runtime, identity: UpstreamIdentity) -> bool:
+    """Automatic redemption (b2b-concepts §3.5): the guest's home organisation, reached through its
+    own connector, has ``automatic_user_consent.inbound_allowed`` (the partner entry records the
+    agreement; the partner allows it outbound on its side). Invitation terms of use still need
+    the consent page, where they are accepted."""
+    if rt.settings.invitations.terms_of_use is not None:
+        return False
+    home = resolve_home(
+        rt.settings,
+        connector_id=identity.connector_id,
+        connector_type=rt.connector_types[identity.connector_id],
+        home_tenant_id=identity.home_tenant_id,
+    ).home
+    return home is not None and home.authoritative and home.inbound.automatic_consent_inbound
+
+
+async def redeem_automatically(
+    rt: Runtime, request: Request, signin: SignIn, guest_id: str, identity: UpstreamIdentity
+) -> Response:
+    """Redeem without the consent page, send the no-action notification, and finish the sign-in."""
+    signin.redeem_user_id = guest_id
+    guest = await _accept(rt, signin, identity)
+    if isinstance(guest, RedemptionRefused):
+        return await _refused(rt, request, signin, identity, guest)
+    if isinstance(guest.get("mail"), str):
+        rt.outbox.send(
+            redeemed_notification(
+                to=guest["mail"],
+                tenant_name=rt.settings.tenant.name,
+                portal_url=f"{rt.settings.issuer}/myapps",
+            )
+        )
+    from gateway.signin.complete import finish_signin
+
+    decisions = [
+        audit.decision("authentication", "passed", "upstream_identity_verified"),
+        audit.decision("redemption", "accepted", "invitation_redeemed_automatically"),
+    ]
+    return await finish_signin(rt, request, signin, identity, guest, decisions)
+
+
+async def _refused(
+    rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity, refused: RedemptionRefused
+) -> Response:
+    await transaction.finish(rt.store, signin.id)
+    audit.signin_failed(
+        rt,
+        signin.app_id or None,
+        reason=refused.reason,
+        request=request,
+        connector_id=identity.connector_id,
+        user_id=signin.redeem_user_id,
+        decisions=[audit.decision("redemption", "refused", refused.reason)],
+    )
+    return error_page(request, "You can't accept this invitation", refused.message, status=403)
+
+
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
@@ -246,17 +306,7 @@ async def submit_consent(request: Request) -> Response:
 
     guest = await _accept(rt, signin, identity)
     if isinstance(guest, RedemptionRefused):
-        await transaction.finish(rt.store, signin.id)
-        audit.signin_failed(
-            rt,
-            signin.app_id or None,
-            reason=guest.reason,
-            request=request,
-            connector_id=identity.connector_id,
-            user_id=signin.redeem_user_id,
-            decisions=[audit.decision("redemption", "refused", guest.reason)],
-        )
-        return error_page(request, "You can't accept this invitation", guest.message, status=403)
+        return await _refused(rt, request, signin, identity, guest)
     decisions = [
         audit.decision("authentication", "passed", "upstream_identity_verified"),
         audit.decision("redemption", "accepted", "invitation_redeemed"),

@@ -520,6 +520,15 @@ TRUST_ROWS: list[tuple[str, dict[str, Any], list[str]]] = [
         ],
     ),
     (
+        "automatic-redemption-is-per-partner-only",
+        {"default": {"automatic_user_consent": {"inbound_allowed": True}}},
+        [
+            f"{CTA}.default.automatic_user_consent.inbound_allowed: automatic redemption is agreed with one "
+            "organisation at a time: set it in that organisation's partner entry (the default's is false "
+            "and read-only)",
+        ],
+    ),
+    (
         "an-unknown-partner-key",
         {"partners": [{"tenant_id": FABRIKAM, "is_service_provder": True}]},
         [

@@ -81,11 +81,16 @@ def test_the_examples_load_with_their_environment(workdir: Path) -> None:
         "REDIS_PASSWORD": "r3dis",
         "SMTP_PASSWORD": "smtp-pass",
         "PORTAL_CLIENT_SECRET": "portal-secret-0123456789",
+        "FABRIKAM_CLIENT_SECRET": "fabrikam-secret-0123456789",
     }
     production = load_settings(ROOT / "config" / "examples" / "production.yaml", environ)
     assert production.secrets is not None and production.secrets.keys == [SECRET]
     assert production.store == "rediss://:r3dis@redis.contoso.example:6380/0"
     assert production.mail.smtp is not None and production.mail.smtp.password == "smtp-pass"
+    assert [p.id for p in production.conditional_access] == [
+        "guests-mfa-and-terms",
+        "block-outside-office-report-only",
+    ]
     local = load_settings(ROOT / "config" / "examples" / "local-smtp.yaml", {})
     assert local.mail.smtp is not None and local.mail.smtp.port == 1025
     assert list(workdir.iterdir()) == []
