@@ -6,6 +6,9 @@ secret, the store under ``workdir/var/``, mail to the given SMTP server or, with
 console), starts the server with ``workdir`` as its working directory, waits until every worker
 has started and ``/healthz`` answers, yields a ``LiveServer`` and stops the server (SIGTERM, then
 SIGKILL for anything left) when the block ends. Its output goes to ``workdir/server.log``.
+``host`` is the loopback address it binds and publishes (default ``127.0.0.1``; another one,
+e.g. ``127.0.0.2``, keeps two servers' cookies apart); ``port`` fixes the port (no retry when it
+is taken), for servers whose configurations name each other.
 
 ``serving(argv, ...)`` does the same for any uvicorn command line (the benchmark's floor app);
 ``tree_cpu_seconds(pid)`` is the user+system CPU time of a process and all its live descendants
@@ -114,8 +117,8 @@ def _stop(process: subprocess.Popen[bytes], started: set[tuple[int, str]], timeo
                 os.kill(pid, signal.SIGKILL)
 
 
-def _answers(port: int, path: str) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+def _answers(host: str, port: int, path: str) -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=2)
     try:
         connection.request("GET", path)
         return connection.getresponse().status == 200
@@ -140,6 +143,7 @@ def serving(
     health_path: str = "/healthz",
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
+    host: str = HOST,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a uvicorn-based server until the block ends; ready when ``workers`` started and it answers."""
     with log_path.open("wb") as log:
@@ -153,7 +157,7 @@ def serving(
         while True:
             if process.poll() is not None:
                 raise ServerExited(_log(log_path))
-            if _log(log_path).count(STARTED) >= workers and _answers(port, health_path):
+            if _log(log_path).count(STARTED) >= workers and _answers(host, port, health_path):
                 break
             if time.monotonic() > deadline:
                 raise ServerFailed(
@@ -167,10 +171,14 @@ def serving(
 
 
 def gateway_config(
-    port: int, *, smtp: tuple[str, int] | None = None, overrides: Mapping[str, Any] | None = None
+    port: int,
+    *,
+    smtp: tuple[str, int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    host: str = HOST,
 ) -> dict[str, Any]:
-    """The default configuration, moved to ``http://127.0.0.1:PORT``, deep-merged with ``overrides``."""
-    base = f"http://{HOST}:{port}"
+    """The default configuration, moved to ``http://HOST:PORT``, deep-merged with ``overrides``."""
+    base = f"http://{host}:{port}"
     data = default_config()
     data["issuer"] = base
     data["store"] = "sqlite:///var/gateway.db"  # relative: under the server's working directory
@@ -214,6 +222,8 @@ def live_server(
     workers: int = 1,
     overrides: Mapping[str, Any] | None = None,
     timeout: float = 60.0,
+    host: str = HOST,
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
     """Run ``gateway serve`` from ``workdir`` until the block ends (see the module docstring)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -221,18 +231,19 @@ def live_server(
     env = {k: v for k, v in os.environ.items() if k != "GATEWAY_CONFIG"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     for attempt in range(3):  # a free port can be taken between the probe and the server's bind
-        port = free_port()
+        bound = free_port(host) if port is None else port
         with config_path.open("w") as handle:
-            YAML(typ="safe", pure=True).dump(gateway_config(port, smtp=smtp, overrides=overrides), handle)
+            config = gateway_config(bound, smtp=smtp, overrides=overrides, host=host)
+            YAML(typ="safe", pure=True).dump(config, handle)
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config_path),
-                "--host", HOST, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+                "--host", host, "--port", str(bound), "--workers", str(workers)]  # fmt: skip
         try:
-            with serving(argv, cwd=workdir, log_path=log_path, port=port, workers=workers, env=env,
-                         timeout=timeout) as process:  # fmt: skip
+            with serving(argv, cwd=workdir, log_path=log_path, port=bound, workers=workers, env=env,
+                         timeout=timeout, host=host) as process:  # fmt: skip
                 yield LiveServer(
-                    f"http://{HOST}:{port}", port, workers, workdir, config_path, log_path, process
+                    f"http://{host}:{bound}", bound, workers, workdir, config_path, log_path, process
                 )
                 return
         except ServerExited as exc:
-            if "cannot listen" not in exc.output or attempt == 2:
+            if "cannot listen" not in exc.output or attempt == 2 or port is not None:
                 raise
