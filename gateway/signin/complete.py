@@ -48,7 +48,8 @@ async def complete_signin(
 ) -> Response:
     now = rt.now()
     connector_type = rt.connector_types[identity.connector_id]
-    decisions = [audit.decision("authentication", "passed", "upstream_identity_verified")]
+    # A step-up comes back here: the first pass's decisions stay in the one audit record.
+    decisions = [*signin.decisions, audit.decision("authentication", "passed", "upstream_identity_verified")]
     refused = await policy_step.admit(rt, request, signin, identity, decisions)
     if refused is not None:
         return refused

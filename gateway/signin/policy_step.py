@@ -116,7 +116,10 @@ async def after_authentication(
     standing = established.standing
     if standing.home_tenant_id is not None:
         outcome = "mfa_trusted" if standing.mfa else "mfa_not_trusted"
-        decisions.append(audit.decision("trust", outcome, _trust_reason(standing)))
+        decisions += [
+            audit.decision("trust", outcome, reason)
+            for reason in standing.trust_reasons or ["mfa_claim_absent"]
+        ]
     if signin.local_mfa_at is not None:  # done here earlier in this sign-in (before a re-authentication)
         standing = standing.with_local_mfa(signin.local_mfa_at)
     return await _decide(rt, request, signin, user, standing, decisions)
@@ -368,10 +371,6 @@ async def _refuse(
     )
     title, message = REFUSALS.get(reason, REFUSALS["blocked_by_policy"])
     return error_page(request, title, message.format(org=rt.settings.tenant.name), status=403)
-
-
-def _trust_reason(standing: Standing) -> str:
-    return standing.trust_reasons[0] if standing.trust_reasons else "mfa_claim_absent"
 
 
 def _session_standing(rt: Runtime, session: SsoSession) -> Standing:
