@@ -87,15 +87,19 @@ async def admit(
     established = from_identity(rt.settings, identity, rt.connector_types[identity.connector_id], rt.now())
     if established.standing is None:
         assert established.refusal is not None
-        decisions.append(audit.decision("cross_tenant_access", "refused", established.refusal))
-        return await _refuse(rt, request, signin, None, identity.connector_id, established.refusal, decisions)
+        return await _refuse(
+            rt, request, signin, ("cross_tenant_access", established.refusal), decisions,
+            user_id=None, connector_id=identity.connector_id,
+        )  # fmt: skip
     standing = established.standing
     access = inbound_gate(rt.settings, standing, signin.app_id)
     if access is None or access.allowed:
         return None
-    decisions.append(audit.decision("cross_tenant_access", "blocked", access.reason))
     log = {"homeTenantId": standing.home_tenant_id, "crossTenantAccessType": "b2bCollaboration"}
-    return await _refuse(rt, request, signin, None, identity.connector_id, access.reason, decisions, log)
+    return await _refuse(
+        rt, request, signin, ("cross_tenant_access", access.reason), decisions,
+        user_id=None, connector_id=identity.connector_id, log=log,
+    )  # fmt: skip
 
 
 async def after_authentication(
@@ -111,8 +115,9 @@ async def after_authentication(
     if established.standing is None:
         assert established.refusal is not None
         return await _refuse(
-            rt, request, signin, user["id"], identity.connector_id, established.refusal, decisions
-        )
+            rt, request, signin, ("cross_tenant_access", established.refusal), decisions,
+            user_id=user["id"], connector_id=identity.connector_id,
+        )  # fmt: skip
     standing = established.standing
     if standing.home_tenant_id is not None:
         outcome = "mfa_trusted" if standing.mfa else "mfa_not_trusted"
@@ -136,8 +141,9 @@ async def resume(rt: Runtime, request: Request, signin: SignIn) -> Response:
     decisions = list(signin.decisions)
     if user is None or not user.get("accountEnabled", True):
         return await _refuse(
-            rt, request, signin, signin.policy_user_id, standing.connector_id, "account_disabled", decisions
-        )
+            rt, request, signin, ("directory", "account_disabled"), decisions,
+            user_id=signin.policy_user_id, connector_id=standing.connector_id,
+        )  # fmt: skip
     return await _decide(rt, request, signin, user, standing, decisions)
 
 
@@ -151,19 +157,9 @@ async def for_session(
     """
     standing = _session_standing(rt, session)
     decisions = [audit.decision("sso_session", "reused", "session_valid")]
-    assessment = await _assess(rt, request, signin, user, standing)
+    assessment = await _assess(rt, request, signin, user, standing, decisions)
     if assessment.refusal is not None:
-        decisions.append(audit.decision("policy", "refused", assessment.refusal))
-        return await _refuse(
-            rt,
-            request,
-            signin,
-            user["id"],
-            standing.connector_id,
-            assessment.refusal,
-            decisions,
-            assessment.log,
-        )
+        return await _refuse_assessed(rt, request, signin, user, standing, assessment, decisions)
     required = assessment.required
     if "reauthentication" in required or ("mfa" in required and _ask_home(rt, assessment, standing)):
         return None
@@ -193,40 +189,25 @@ async def _decide(
     standing: Standing,
     decisions: list[dict[str, str]],
 ) -> Response:
-    assessment = await _assess(rt, request, signin, user, standing)
-    if assessment.access is not None:
-        outcome = "allowed" if assessment.access.allowed else "blocked"
-        decisions.append(audit.decision("cross_tenant_access", outcome, assessment.access.reason))
+    assessment = await _assess(rt, request, signin, user, standing, decisions)
     if assessment.refusal is not None:
-        decisions.append(audit.decision("conditional_access", "refused", assessment.refusal))
-        return await _refuse(
-            rt,
-            request,
-            signin,
-            user["id"],
-            standing.connector_id,
-            assessment.refusal,
-            decisions,
-            assessment.log,
-        )
+        return await _refuse_assessed(rt, request, signin, user, standing, assessment, decisions)
     required = assessment.required
     signin.policy_user_id, signin.standing = user["id"], standing.to_json()
     if "reauthentication" in required:
         if "login" in signin.prompt or not _is_redirect(rt, standing.connector_id):
-            decisions.append(audit.decision("conditional_access", "refused", "sign_in_frequency_not_met"))
             return await _refuse(
-                rt, request, signin, user["id"], standing.connector_id, "sign_in_frequency_not_met",
-                decisions, assessment.log,
+                rt, request, signin, ("conditional_access", "sign_in_frequency_not_met"), decisions,
+                user_id=user["id"], connector_id=standing.connector_id, log=assessment.log,
             )  # fmt: skip
         signin.prompt = sorted({*signin.prompt, "login"})
         decisions.append(audit.decision("conditional_access", "reauthenticate", "sign_in_frequency"))
         return await _upstream_again(rt, request, signin, standing, decisions, ())
     if "mfa" in required and _ask_home(rt, assessment, standing):
         if signin.home_step_up:
-            decisions.append(audit.decision("mfa", "refused", "mfa_not_satisfied_at_home"))
             return await _refuse(
-                rt, request, signin, user["id"], standing.connector_id, "mfa_not_satisfied_at_home",
-                decisions, assessment.log,
+                rt, request, signin, ("mfa", "mfa_not_satisfied_at_home"), decisions,
+                user_id=user["id"], connector_id=standing.connector_id, log=assessment.log,
             )  # fmt: skip
         signin.home_step_up = True
         decisions.append(audit.decision("mfa", "requested", "mfa_requested_from_home"))
@@ -239,14 +220,20 @@ async def _decide(
 
 
 async def _assess(
-    rt: Runtime, request: Request, signin: SignIn, user: dict[str, Any], standing: Standing
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    user: dict[str, Any],
+    standing: Standing,
+    decisions: list[dict[str, str]],
 ) -> Assessment:
+    """Assess the sign-in (``policy_eval.assess``); the cross-tenant decision joins ``decisions``."""
     groups = (
         frozenset(await rt.store.list_user_groups(user["id"]))
         if needs_group_ids(rt.settings)
         else frozenset()
     )
-    return assess(
+    assessment = assess(
         rt.settings,
         user=user,
         group_ids=groups,
@@ -257,6 +244,27 @@ async def _assess(
         requested_acr_values=signin.acr_values,
         now=rt.now(),
     )
+    if assessment.access is not None:
+        outcome = "allowed" if assessment.access.allowed else "blocked"
+        decisions.append(audit.decision("cross_tenant_access", outcome, assessment.access.reason))
+    return assessment
+
+
+async def _refuse_assessed(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    user: dict[str, Any],
+    standing: Standing,
+    assessment: Assessment,
+    decisions: list[dict[str, str]],
+) -> Response:
+    assert assessment.refusal is not None
+    step = "cross_tenant_access" if assessment.evaluation is None else "conditional_access"
+    return await _refuse(
+        rt, request, signin, (step, assessment.refusal), decisions,
+        user_id=user["id"], connector_id=standing.connector_id, log=assessment.log,
+    )  # fmt: skip
 
 
 def _ask_home(rt: Runtime, assessment: Assessment, standing: Standing) -> bool:
@@ -351,12 +359,16 @@ async def _refuse(
     rt: Runtime,
     request: Request,
     signin: SignIn,
+    refusal: tuple[str, str],
+    decisions: list[dict[str, str]],
+    *,
     user_id: str | None,
     connector_id: str,
-    reason: str,
-    decisions: list[dict[str, str]],
     log: dict[str, Any] | None = None,
 ) -> Response:
+    """End the sign-in with a clear page; the step and reason join the audit record. Nothing is minted."""
+    step, reason = refusal
+    decisions.append(audit.decision(step, "refused", reason))
     if signin.id:
         await transaction.finish(rt.store, signin.id)
     audit.signin_failed(
