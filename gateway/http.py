@@ -62,18 +62,18 @@ class BadForm(Exception):
     """The request body is not a form we accept."""
 
 
-async def read_form(request: Request) -> FormData:
-    """A urlencoded form of at most ``MAX_FORM_BYTES`` and 100 fields, however the body is framed."""
+async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> FormData:
+    """A urlencoded form of at most ``max_bytes`` and 100 fields, however the body is framed."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise BadForm("the body must be application/x-www-form-urlencoded")
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+    if length is not None and (not length.isdigit() or int(length) > max_bytes):
         raise BadForm("the body is too large")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise BadForm("the body is too large")
     try:
         pairs: list[tuple[str, str | UploadFile]] = list(
@@ -100,12 +100,14 @@ def single_values(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], str
     return values, repeated
 
 
-async def request_parameters(request: Request) -> tuple[dict[str, str], str | None]:
+async def request_parameters(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES
+) -> tuple[dict[str, str], str | None]:
     """The query (GET) or urlencoded form (POST) parameters, as ``single_values`` returns them.
 
     Endpoints that take both (authorization, logout, upstream callbacks) read them here; a bad
     form body raises ``BadForm``.
     """
     if request.method == "POST":
-        return single_values((await read_form(request)).multi_items())
+        return single_values((await read_form(request, max_bytes=max_bytes)).multi_items())
     return single_values(request.query_params.multi_items())

@@ -153,11 +153,32 @@ class Callback:
 
 @runtime_checkable
 class RedirectConnector(Protocol):
+    """``begin`` sends the browser upstream carrying ``BeginRequest.state`` in the protocol's own
+    parameter; the answer comes back to ``callback_url`` (GET or POST). A connector whose protocol
+    names that parameter otherwise sets the class attribute ``state_parameter`` (``RelayState`` for
+    SAML, ``wctx`` for WS-Federation; ``state`` when absent)."""
+
     id: str
 
     async def begin(self, request: BeginRequest) -> Redirect: ...
 
     async def complete(self, callback: Callback) -> UpstreamIdentity: ...
+
+
+def state_parameter(connector: object) -> str:
+    """The callback parameter that carries the gateway's ``state`` for this connector."""
+    name = getattr(connector, "state_parameter", "state")
+    return name if isinstance(name, str) else "state"
+
+
+@runtime_checkable
+class PublishesMetadata(Protocol):
+    """Optional capability: the upstream reads a document about us (SAML SP metadata, WS-Fed
+    federation metadata), served at ``{callback_url}/metadata``."""
+
+    def metadata(self, callback_url: str) -> tuple[bytes, str]:
+        """The document and its media type (e.g. ``application/samlmetadata+xml``)."""
+        ...
 
 
 @runtime_checkable

@@ -1,9 +1,11 @@
 """Sign-in through an upstream IdP: send the browser there, take its answer at ``/callback/{connector}``.
 
-The upstream ``state`` is ours: 256 random bits stored with the sign-in id and the connector,
-consumed once, and valid only in the browser that started the sign-in and only at the
-callback URL of the connector it was issued for (RFC 9700 4.4 mix-up defence, together with
-RFC 9207 ``iss`` checked by the connector).
+The upstream ``state`` (SAML ``RelayState``, WS-Fed ``wctx``) is ours: 256 random bits stored
+with the sign-in id and the connector, consumed once, and valid only in the browser that started
+the sign-in and only at the callback URL of the connector it was issued for (RFC 9700 4.4 mix-up
+defence, together with RFC 9207 ``iss`` checked by the connector). Answers POSTed from another
+site are first re-POSTed from our own origin, so the browser binding cookie comes along
+(``gateway.signin.repost``). Connectors with metadata publish it at ``/callback/{id}/metadata``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from gateway import audit
 from gateway.http import BadForm, request_parameters
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
-from gateway.signin import transaction
+from gateway.signin import repost, transaction
 from gateway.signin.complete import complete_signin
 from gateway.signin.transaction import SignIn
-from idp_connectors.base import BeginRequest, Callback, ConnectorError, RedirectConnector
+from idp_connectors.base import (
+    BeginRequest,
+    Callback,
+    ConnectorError,
+    PublishesMetadata,
+    RedirectConnector,
+    state_parameter,
+)
 
 UPSTREAM_STATE = "upstream-state"
 
@@ -127,12 +136,15 @@ async def callback(request: Request) -> Response:
             request, "Unknown identity provider", "This sign-in response has no destination.", status=404
         )
     try:
-        params, repeated = await request_parameters(request)
+        params, repeated = await request_parameters(request, max_bytes=repost.CALLBACK_FORM_BYTES)
     except BadForm as exc:
         return error_page(request, "Invalid response", str(exc), status=400)
     if repeated:
         return error_page(request, "Invalid response", f"The {repeated} parameter is repeated.", status=400)
-    state = params.get("state")
+    if repost.needs_repost(rt, request, params):  # a cross-site POST (SAML ACS, WS-Fed wreply)
+        return repost.repost_page(request, params)
+    params = repost.without_mark(params)
+    state = params.get(state_parameter(connector))
     found = await rt.store.consume(UPSTREAM_STATE, state) if state and len(state) <= 128 else None
     if found is None or not found.first or found.payload["connector_id"] != connector_id:
         audit.signin_failed(
@@ -193,7 +205,21 @@ async def callback(request: Request) -> Response:
     return await complete_signin(rt, request, signin, identity)
 
 
+async def connector_metadata(request: Request) -> Response:
+    """``GET /callback/{connector_id}/metadata``: what the upstream reads about us (SAML SP metadata)."""
+    rt: Runtime = request.app.state.runtime
+    connector_id = request.path_params["connector_id"]
+    connector = rt.connectors.get(connector_id)
+    if not isinstance(connector, PublishesMetadata):
+        return error_page(
+            request, "Not found", "This identity provider publishes no metadata here.", status=404
+        )
+    body, media_type = connector.metadata(callback_url(rt, connector_id))
+    return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
 ROUTES = [
     Route("/callback/{connector_id}", callback, methods=["GET", "POST"]),
+    Route("/callback/{connector_id}/metadata", connector_metadata, methods=["GET"]),
     Route("/signin/{signin_id}/upstream", upstream_page, methods=["GET"]),
 ]
