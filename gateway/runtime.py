@@ -130,7 +130,20 @@ def _open_connector(settings: Settings, config: ConnectorConfig, context: Connec
     return config.open(context)
 
 
+XML_CONNECTOR_TYPES = frozenset({"saml", "wsfed"})
+
+
+def _xml_security_self_test(settings: Settings) -> None:
+    """With a SAML or WS-Fed connector configured, prove before serving that a good assertion
+    verifies and a tampered one does not (``idp_connectors.xmlsecurity.selftest``); raises otherwise."""
+    if any(str(c.type) in XML_CONNECTOR_TYPES for c in settings.connectors):
+        from idp_connectors.xmlsecurity.selftest import self_test  # only then: it loads xmlsec
+
+        self_test()
+
+
 async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+    _xml_security_self_test(settings)
     store = open_store(settings.store)
     box = SecretBox(secret_keys(settings))
     salt = await first_start(settings, store, box, int(clock()))

@@ -14,6 +14,8 @@ from idp_connectors.facebook.config import FacebookConfig
 from idp_connectors.google.config import GoogleConfig
 from idp_connectors.microsoft.config import MicrosoftConfig
 from idp_connectors.oidc.config import OidcConfig
+from idp_connectors.saml.config import SamlConfig
+from idp_connectors.wsfed.config import WsFedConfig
 
 REGISTRY: dict[str, type[BaseModel]] = {
     "email_otp": EmailOtpConfig,
@@ -21,7 +23,11 @@ REGISTRY: dict[str, type[BaseModel]] = {
     "oidc": OidcConfig,
     "google": GoogleConfig,
     "microsoft": MicrosoftConfig,
+    "saml": SamlConfig,
+    "wsfed": WsFedConfig,
 }
 
-AnyConnectorConfig: TypeAlias = EmailOtpConfig | FacebookConfig | OidcConfig | GoogleConfig | MicrosoftConfig
+AnyConnectorConfig: TypeAlias = (
+    EmailOtpConfig | FacebookConfig | OidcConfig | GoogleConfig | MicrosoftConfig | SamlConfig | WsFedConfig
+)
 ConnectorConfig: TypeAlias = Annotated[AnyConnectorConfig, Field(discriminator="type")]

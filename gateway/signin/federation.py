@@ -32,7 +32,7 @@ from idp_connectors.base import (
     state_parameter,
 )
 
-UPSTREAM_STATE = "upstream-state"
+UPSTREAM_STATE = repost.UPSTREAM_STATE
 
 
 def callback_url(rt: Runtime, connector_id: str) -> str:
@@ -141,10 +141,10 @@ async def callback(request: Request) -> Response:
         return error_page(request, "Invalid response", str(exc), status=400)
     if repeated:
         return error_page(request, "Invalid response", f"The {repeated} parameter is repeated.", status=400)
-    if repost.needs_repost(rt, request, params):  # a cross-site POST (SAML ACS, WS-Fed wreply)
-        return repost.repost_page(request, params)
-    params = repost.without_mark(params)
     state = params.get(state_parameter(connector))
+    if repost.needs_repost(rt, request, params):  # a cross-site POST (SAML ACS, WS-Fed wreply)
+        return await repost.repost_page(rt, request, params, state)
+    params = repost.without_mark(params)
     found = await rt.store.consume(UPSTREAM_STATE, state) if state and len(state) <= 128 else None
     if found is None or not found.first or found.payload["connector_id"] != connector_id:
         audit.signin_failed(

@@ -13,12 +13,18 @@ Nothing is stored or consumed before the re-POST.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.http import page_headers
 from gateway.pages import render
 from gateway.runtime import Runtime
+from gateway.signin import transaction
+
+UPSTREAM_STATE = "upstream-state"
+"""The artefact kind of the upstream ``state`` (``gateway.signin.federation``)."""
 
 MARK = "_gw_repost"
 """The field that marks the second POST."""
@@ -35,8 +41,11 @@ def without_mark(params: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in params.items() if name != MARK}
 
 
-def repost_page(request: Request, params: dict[str, str]) -> Response:
-    headers = page_headers()
+async def repost_page(rt: Runtime, request: Request, params: dict[str, str], state: str | None) -> Response:
+    """The page; its ``form-action`` also allows the app's origin, because the re-POST ends in a
+    redirect to the app and Chromium applies ``form-action`` to that redirect too. The sign-in is
+    only read (never consumed) to find it."""
+    headers = page_headers(await _app_origin(rt, state))
     # This page alone runs a script: our own static file, which submits the form (no inline code).
     headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
         "default-src 'none';", "default-src 'none'; script-src 'self';"
@@ -45,3 +54,14 @@ def repost_page(request: Request, params: dict[str, str]) -> Response:
     return render(
         request, "signin_repost.html", {"action": request.url.path, "fields": fields}, headers=headers
     )
+
+
+async def _app_origin(rt: Runtime, state: str | None) -> str:
+    if not state or len(state) > 128:
+        return ""
+    found = await rt.store.get(UPSTREAM_STATE, state)
+    signin = await transaction.load(rt.store, str(found.get("signin_id", ""))) if found else None
+    if signin is None or not signin.redirect_uri:
+        return ""
+    parts = urlsplit(signin.redirect_uri)
+    return f"{parts.scheme}://{parts.netloc}"
