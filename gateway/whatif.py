@@ -47,6 +47,8 @@ from idp_connectors.google.config import GoogleConfig
 from idp_connectors.microsoft.config import MicrosoftConfig
 from idp_connectors.oidc.config import OidcConfig
 from idp_connectors.registry import AnyConnectorConfig
+from idp_connectors.saml.config import SamlConfig
+from idp_connectors.wsfed.config import WsFedConfig
 
 MAX_ID = 64
 MAX_TENANT_ID = 256
@@ -288,17 +290,19 @@ def _signs_in_as(connector: AnyConnectorConfig, issuer: str) -> bool:
         return issuer == label
     if isinstance(connector, MicrosoftConfig):
         return connector.issuer_tenant(issuer) is not None
-    if isinstance(connector, OidcConfig | GoogleConfig):
+    if isinstance(connector, OidcConfig | GoogleConfig | WsFedConfig):
         return issuer == connector.issuer
+    if isinstance(connector, SamlConfig):  # its entityID is known here only when configured
+        return connector.idp_entity_id is not None and issuer == connector.idp_entity_id
     return False
 
 
 def _reported_tenant(connector: AnyConnectorConfig, claims: Mapping[str, Any]) -> str | None:
     """The tenant id the connector would report from these claims (``tid`` for Microsoft, the mapped
-    claim for an ``oidc`` connector with a ``home_tenant_id`` mapping)."""
+    claim or attribute for ``oidc``, ``saml`` and ``wsfed`` connectors with a ``home_tenant_id`` mapping)."""
     if isinstance(connector, MicrosoftConfig):
         name: str | None = MICROSOFT_TENANT_CLAIM
-    elif isinstance(connector, OidcConfig):
+    elif isinstance(connector, OidcConfig | SamlConfig | WsFedConfig):
         name = connector.claims.home_tenant_id
     else:
         name = None
@@ -308,8 +312,8 @@ def _reported_tenant(connector: AnyConnectorConfig, claims: Mapping[str, Any]) -
 
 
 def _device(connector: AnyConnectorConfig, claims: Mapping[str, Any]) -> dict[str, Any]:
-    """The device claims an ``oidc`` connector reports under its own names."""
-    if not isinstance(connector, OidcConfig):
+    """The device claims an ``oidc``, ``saml`` or ``wsfed`` connector reports under its own names."""
+    if not isinstance(connector, OidcConfig | SamlConfig | WsFedConfig):
         return {}
     return {ours: claims[theirs] for ours, theirs in connector.claims.device.items() if theirs in claims}
 

@@ -2,9 +2,9 @@
 
 ``subject`` is the persistent NameID (whole, exactly as sent) and ``issuer`` the IdP's entityID.
 The email attribute is required (b2b-concepts §9). SAML has no "email verified" statement, so
-``email_verified`` is the connector's ``trust_email_for_linking``: off, the gateway never links
-or redeems by this IdP's email; on, the admin has declared the IdP authoritative for it (the
-same pair of switches the ``oidc`` connector feeds to ``gateway.policy.linking``). ``acr`` is the
+``email_verified`` is true only when the email's domain is one of this connector's ``domains``:
+the IdP speaks for the domains home-realm discovery sends to it (as the ``wsfed`` connector
+does); linking an existing user by it still needs ``trust_email_for_linking``. ``acr`` is the
 AuthnContextClassRef and ``auth_time`` the AuthnInstant, as the IdP said them; ``amr`` stays
 empty (SAML has no such list). ``raw_claims`` maps each attribute name to its value, or to the
 list of values when there are several.
@@ -51,7 +51,7 @@ def to_identity(config: SamlConfig, issuer: str, facts: AssertionFacts) -> Upstr
         issuer=issuer,
         subject=facts.name_id,
         email=email,
-        email_verified=config.trust_email_for_linking,
+        email_verified=email.rsplit("@", 1)[1].lower() in config.domains,
         name=_first(attributes, mapping.name),
         given_name=_first(attributes, mapping.given_name),
         family_name=_first(attributes, mapping.family_name),

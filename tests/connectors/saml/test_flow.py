@@ -45,7 +45,7 @@ async def test_a_good_sign_in_reports_what_the_idp_asserted(sp: ServiceProvider)
     assert identity.issuer == IDP_ENTITY_ID
     assert identity.subject == "7f3c9a2e-5b1d-4e8f-a6c0-fabrikam-0001"
     assert identity.email == "alice@fabrikam.example"
-    assert identity.email_verified is False
+    assert identity.email_verified is True  # fabrikam.example is one of the connector's domains
     assert (identity.given_name, identity.family_name, identity.name) == ("Alice", "Example", "Alice Example")
     assert identity.acr == PASSWORD
     assert identity.amr == ()
@@ -67,10 +67,11 @@ async def test_the_only_thing_written_is_the_assertion_id_until_it_expires(sp: S
     assert ttl is not None and 5 * 60 <= ttl <= 5 * 60 + 120 + 5  # NotOnOrAfter (5 min) plus the skew
 
 
-async def test_trusting_the_idp_email_reports_it_verified(sp: ServiceProvider) -> None:
-    sp.configure(trust_email_for_linking=True)
+async def test_an_email_outside_the_connector_domains_is_not_verified(sp: ServiceProvider) -> None:
+    sp.configure(domains=["fabrikam.example"], trust_email_for_linking=True)
+    sp.idp.knobs.attributes[EMAIL] = ["alice@elsewhere.example"]
     identity = await sp.sign_in()
-    assert identity.email_verified is True
+    assert identity.email == "alice@elsewhere.example" and identity.email_verified is False
 
 
 async def test_home_tenant_and_device_come_from_mapped_attributes(sp: ServiceProvider) -> None:
