@@ -188,12 +188,14 @@ async def callback(request: Request) -> Response:
             )
         )
     except ConnectorError as exc:
+        detail = getattr(exc, "detail", None)  # the XML gate's specific rule (users see one generic message)
         audit.signin_failed(
             rt,
             signin.app_id,
             reason=exc.code,
             request=request,
             connector_id=connector_id,
+            detail=detail if isinstance(detail, str) else None,
             decisions=[audit.decision("upstream", "failed", exc.code)],
         )
         return error_page(
