@@ -10,6 +10,7 @@ agreements). Evaluation lives in :mod:`gateway.policy.conditional_access`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -149,8 +150,13 @@ class NamedLocation(_Strict):
         _no_repeats(ranges)
         return ranges
 
-    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    @functools.cached_property
+    def parsed_ranges(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The ranges as networks, parsed once per loaded configuration (not at every sign-in)."""
         return tuple(ipaddress.ip_network(r) for r in self.ip_ranges)
+
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return self.parsed_ranges
 
 
 class Agreement(_Strict):
