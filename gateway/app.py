@@ -27,6 +27,8 @@ from gateway.oidc.token_endpoint import token
 from gateway.oidc.userinfo import userinfo
 from gateway.ownerpages.routes import ROUTES as OWNER_ROUTES
 from gateway.runtime import Runtime, open_runtime
+from gateway.saml_idp.routes import ROUTES as SAML_IDP_ROUTES
+from gateway.saml_idp.sso import ROUTES as SAML_SSO_ROUTES
 from gateway.settings.loader import load_settings
 from gateway.settings.models import Settings
 from gateway.signin.federation import ROUTES as FEDERATION_ROUTES
@@ -67,6 +69,8 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *FEDERATION_ROUTES,
         *REDEMPTION_ROUTES,
         *MFA_ROUTES,
+        *SAML_SSO_ROUTES,
+        *SAML_IDP_ROUTES,
         *AUTH_METHOD_ROUTES,
         *ADMIN_ROUTES,
         *MYAPPS_ROUTES,

@@ -30,6 +30,7 @@ from gateway.settings.conditional_access import (
 )
 from gateway.settings.directory import Directory, Invitations
 from gateway.settings.federation import CrossTenantAccess, Redemption, cross_tenant_problems
+from gateway.settings.saml_app import SamlApplication, saml_problems
 from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
@@ -226,6 +227,9 @@ class Application(Strict):
     id: Identifier
     name: str = Field(min_length=1, max_length=256)
     oidc: OidcClient | None = None
+    saml: SamlApplication | None = Field(
+        None, description="A SAML 2.0 service provider registration (the gateway is its IdP)."
+    )
     user_flow: Identifier | None = Field(
         None, description="The user flow whose identity providers this app offers for self-service sign-up."
     )
@@ -405,6 +409,7 @@ class Settings(Strict):
         problems += _domain_claims(self)
         problems += cross_tenant_problems(self)
         problems += conditional_access_problems(self)
+        problems += saml_problems(self)
         if self.redemption.fallback == "microsoftAccount" and not any(
             getattr(c, "accounts", None) in ("personal", "both") for c in self.connectors
         ):

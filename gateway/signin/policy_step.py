@@ -167,8 +167,6 @@ async def for_session(
         signin.policy_user_id = user["id"]
         signin.standing = standing.to_json()
         return await _ask_user(rt, signin, required, decisions)
-    from gateway.oidc.authorize import respond_with_code  # late: the authorization endpoint imports this
-
     audit.signin_succeeded(
         rt,
         signin.app_id,
@@ -178,7 +176,7 @@ async def for_session(
         decisions=decisions,
         policy=assessment.log,
     )
-    return await respond_with_code(rt, request, signin, session, fresh=True)
+    return await _answer_app(rt, request, signin, session, user, standing)
 
 
 async def _decide(
@@ -343,16 +341,30 @@ async def _grant(
         decisions=decisions,
         policy=assessment.log,
     )
+    response = await _answer_app(rt, request, signin, session, user, standing)
+    rt.sessions.attach(response, token, lifetime)
+    return response
+
+
+async def _answer_app(
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    session: SsoSession,
+    user: dict[str, Any],
+    standing: Standing,
+) -> Response:
+    """The way back: a code to an OIDC app, a POSTed assertion to a SAML app, or, for a redemption
+    from the invitation link, on to ``inviteRedirectUrl``."""
+    if signin.protocol == "saml" and signin.saml is not None:
+        from gateway.saml_idp.answer import answer_saml_app  # late: it imports the sign-in's pieces
+
+        return await answer_saml_app(rt, request, signin, session, user, standing.auth_claims())
     if signin.client_id:
         from gateway.oidc.authorize import respond_with_code  # late: the authorization endpoint imports this
 
-        response = await respond_with_code(rt, request, signin, session, fresh=True)
-    else:  # a redemption from the invitation link: on to inviteRedirectUrl
-        response = RedirectResponse(
-            signin.redirect_uri, status_code=303, headers={"Cache-Control": "no-store"}
-        )
-    rt.sessions.attach(response, token, lifetime)
-    return response
+        return await respond_with_code(rt, request, signin, session, fresh=True)
+    return RedirectResponse(signin.redirect_uri, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 async def _refuse(

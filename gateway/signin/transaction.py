@@ -55,6 +55,10 @@ class SignIn:
     """True once the home IdP was asked for MFA (``acr_values``/``prompt=login``): it is asked only once."""
     decisions: list[dict[str, str]] = field(default_factory=list)
     """The audit decisions so far, carried across the pages the policy step asks for."""
+    protocol: str = "oidc"
+    """How the app is answered: ``oidc`` (a code to ``redirect_uri``) or ``saml`` (a POSTed assertion)."""
+    saml: dict[str, Any] | None = None
+    """The checked AuthnRequest (``gateway.saml_idp.request.SamlRequest``) a SAML sign-in answers."""
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy of the fields: ``dataclasses.asdict`` deep-copies every value (~40 µs a call).

@@ -268,6 +268,12 @@ class KeyRing:
             return candidates[0]
         raise KeyRingError(f"no {alg} signing key is published; ensure_keys creates one")
 
+    def published_keys(self, alg: str) -> list[SigningKey]:
+        """Every published key of ``alg``, oldest first, a pending successor included (SAML
+        metadata announces it before it signs, as the JWKS does)."""
+        now = self._clock()
+        return [key for key in self._keys if key.alg == alg and key.published(now)]
+
     async def sign(self, claims: dict[str, Any], alg: str, typ: str = "JWT") -> str:
         """A compact JWS of ``claims`` with header {alg, kid, typ}; RSA signing runs in a thread."""
         key = self.signing_key(alg)
