@@ -2,7 +2,9 @@
 
 A ``post_logout_redirect_uri`` is followed only when the client is identified (by a valid
 ``id_token_hint`` from this issuer, or ``client_id``) and the URI matches one it registered,
-exactly. An invalid hint is an error page: no logout, no redirect.
+exactly. An invalid hint is an error page: no logout, no redirect. SAML apps the session signed in
+to are sent a LogoutRequest first, one after another (``gateway.saml_idp.logout``); OIDC apps get
+back-channel logout tokens.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ async def logout(request: Request) -> Response:
     else:
         response = render(request, "logged_out.html", {})
     session = await rt.sessions.current(request, rt.now())
+    if session is not None:  # SAML apps of this session are signed out first (front channel)
+        from gateway.saml_idp.logout import end_session_chain  # late: it loads the XML stack
+
+        final_url = response.headers.get("location") if target is not None else None
+        chain = await end_session_chain(rt, request, session.user_id, session.sid, final_url)
+        response = chain or response
     await rt.sessions.end(request, response)
     if session is not None:
         await notify_logout(rt, session.user_id, session.sid)

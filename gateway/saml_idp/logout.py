@@ -12,9 +12,10 @@ when another app did not confirm). A request that matches no session is answered
 with nothing ended. A ``LogoutResponse`` that answers none of our pending requests shows the
 signed-out page.
 
-``logout_requests`` gives the signed ``LogoutRequest`` URLs for every SAML app with an
-``slo_url`` that a session signed in to, for the caller to show when the gateway session ends
-elsewhere (``/oauth2/logout``). Participants are recorded by ``gateway.saml_idp.response``.
+When the gateway session ends at ``/oauth2/logout``, ``end_session_chain`` takes the browser
+through the same chain of LogoutRequests to every SAML app of the session, then on to the
+post-logout redirect (``logout_requests`` gives the bare URLs). Participants are recorded by
+``gateway.saml_idp.response``.
 """
 
 from __future__ import annotations
@@ -267,9 +268,32 @@ async def _continue(rt: Runtime, request: Request, chain: dict[str, Any]) -> Res
         await rt.store.put(CHAIN_KIND, request_id, {**chain, "target": app.id}, CHAIN_SECONDS)
         return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
     reply = chain.get("reply")
-    if not isinstance(reply, dict):
+    if not isinstance(reply, dict):  # the gateway session ended elsewhere (end_session_chain)
+        final = chain.get("final_url")
+        if isinstance(final, str):
+            return RedirectResponse(final, status_code=303, headers={"Cache-Control": "no-store"})
         return render(request, "logged_out.html", {})
     return await _answer(rt, request, reply, partial=bool(chain.get("partial")))
+
+
+async def end_session_chain(
+    rt: Runtime, request: Request, user_id: str, sid: str, final_url: str | None
+) -> Response | None:
+    """When the gateway session ends elsewhere (``/oauth2/logout``): the first hop of the front-channel
+    chain through every SAML app of the session (each one's LogoutResponse moves on to the next),
+    ending at ``final_url`` (an already validated post-logout redirect) or the signed-out page.
+    None when no SAML app of the session has an ``slo_url``."""
+    others = await _take_participants(rt, user_id, sid)
+    if not others:
+        return None
+    chain = {
+        "reply": None,
+        "sid": sid,
+        "pending": [{"app_id": app.id, "participant": record} for app, record in others],
+        "partial": False,
+        "final_url": final_url,
+    }
+    return await _continue(rt, request, chain)
 
 
 async def _answer(rt: Runtime, request: Request, reply: dict[str, Any], *, partial: bool) -> Response:

@@ -52,7 +52,7 @@ PAYROLL_ATTRIBUTES = [
 SP_CERTIFICATE = key_pair("sp").certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 APPS: dict[str, dict[str, Any]] = {
     "payroll": {"attributes": PAYROLL_ATTRIBUTES},
-    "wiki": {"sign": "response"},
+    "wiki": {"sign": "response", "slo_url": "https://wiki.example/slo"},
     "mail": {"name_id_format": "email", "sign": "both"},
     "upn": {"name_id_format": "upn", "encrypt_assertion": True, "sp_certificate": SP_CERTIFICATE},
     "strict": {"require_signed_requests": True, "sp_certificate": SP_CERTIFICATE},
