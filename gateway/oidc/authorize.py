@@ -60,7 +60,9 @@ async def _resume_or_start(request: Request, rt: Runtime, req: AuthorizationRequ
         if user is not None and user.get("accountEnabled", True):
             # Policies are evaluated at every sign-in, the SSO session's too: it may answer at once,
             # ask for MFA or terms first, or need a fresh sign-in (None).
-            response = await policy_step.for_session(rt, request, signin, session, user)
+            response = await policy_step.for_session(
+                rt, request, signin, session, user, passive="none" in req.prompt
+            )
             if response is None:
                 signin.prompt = sorted({*signin.prompt, "login"})
     if response is None:

@@ -203,14 +203,25 @@ def _ids(rule: TargetConfiguration, kind: str) -> frozenset[str]:
     return frozenset(_id(t.target) for t in rule.targets if t.target_type == kind)
 
 
-def _users_let_in(rule: TargetConfiguration, user_id: str | None, group_ids: Collection[str]) -> bool:
+def _users_let_in(
+    rule: TargetConfiguration, user_id: str | None, group_ids: Collection[str], groups_complete: bool
+) -> bool:
     allowed = rule.access_type == "allowed"
     if any(t.target == ALL_USERS for t in rule.targets):
         return allowed
     if user_id is None:
         return False  # specific users or groups named, and who this is cannot be told: fail closed
+    if _ids(rule, "group") and not groups_complete:
+        return False  # groups named, and the upstream did not list all of the user's: fail closed
     matched = _id(user_id) in _ids(rule, "user") or not _ids(rule, "group").isdisjoint(map(_id, group_ids))
     return matched == allowed
+
+
+def groups_overage(raw_claims: Mapping[str, Any], mapping: ClaimsMapping) -> bool:
+    """Whether the upstream left the groups out for there being too many (Entra's ``_claim_names``
+    pointing the groups claim elsewhere): then the listed groups are not all of them."""
+    names = raw_claims.get("_claim_names")
+    return isinstance(names, dict) and mapping.groups_claim in names
 
 
 def _app_let_in(rule: TargetConfiguration, app_id: str) -> bool:
@@ -222,10 +233,16 @@ def _app_let_in(rule: TargetConfiguration, app_id: str) -> bool:
 
 
 def inbound_access(
-    inbound: Inbound, *, user_id: str | None, group_ids: Collection[str], app_id: str | None
+    inbound: Inbound,
+    *,
+    user_id: str | None,
+    group_ids: Collection[str],
+    app_id: str | None,
+    groups_complete: bool = True,
 ) -> AccessDecision:
-    """May this partner user reach this app? Users rule first, then the applications rule."""
-    if not _users_let_in(inbound.collaboration.users_and_groups, user_id, group_ids):
+    """May this partner user reach this app? Users rule first, then the applications rule. A rule
+    naming users or groups refuses a user it cannot check (no user id; groups left out)."""
+    if not _users_let_in(inbound.collaboration.users_and_groups, user_id, group_ids, groups_complete):
         return AccessDecision(False, USER_BLOCKED)
     if app_id is not None and not _app_let_in(inbound.collaboration.applications, app_id):
         return AccessDecision(False, APPLICATION_BLOCKED)

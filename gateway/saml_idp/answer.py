@@ -17,7 +17,7 @@ from gateway.directory.app_access import app_access
 from gateway.pages import error_page
 from gateway.runtime import Runtime
 from gateway.saml_idp.request import SamlRequest
-from gateway.saml_idp.response import AuthnFacts, respond
+from gateway.saml_idp.response import AuthnFacts, error_response, respond
 from gateway.signin.sessions import SsoSession
 from gateway.signin.transaction import SignIn
 
@@ -47,9 +47,7 @@ async def answer_saml_app(
             connector_id=session.connector_id,
             decisions=[audit.decision("application", "refused", "app_assignment_required")],
         )
-        return error_page(
-            request, "You can't use this application", "You have not been given access to it.", status=403
-        )
+        return await deny(rt, request, signin, "You have not been given access to this application.")
     authn = AuthnFacts(
         sid=session.sid,
         auth_time=session.auth_time,
@@ -58,3 +56,10 @@ async def answer_saml_app(
         auth_claims=auth_claims,
     )
     return await respond(rt, request, saml, user=user, authn=authn)
+
+
+async def deny(rt: Runtime, request: Request, signin: SignIn, message: str) -> Response:
+    """A signed ``RequestDenied`` Response to the app's checked ACS: how a SAML app learns it was
+    refused (an OIDC app gets ``access_denied``)."""
+    assert signin.saml is not None
+    return await error_response(rt, request, SamlRequest.from_json(signin.saml), "RequestDenied", message)

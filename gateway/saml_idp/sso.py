@@ -77,7 +77,9 @@ async def _resume_or_start(rt: Runtime, request: Request, saml: SamlRequest) -> 
     if session is not None:
         user = await rt.store.get_user(session.user_id)
         if user is not None and user.get("accountEnabled", True):
-            response = await policy_step.for_session(rt, request, signin, session, user)
+            response = await policy_step.for_session(
+                rt, request, signin, session, user, passive=saml.is_passive
+            )
             if response is None:
                 signin.prompt = sorted({*signin.prompt, "login"})
     if response is None and saml.is_passive:  # the SP asked for no interaction (SAML Core 3.4.1)

@@ -103,6 +103,10 @@ async def finish_signin(
             user_id=user["id"],
             decisions=decisions,
         )
+        if signin.protocol == "saml" and signin.saml is not None:  # a SAML error Response, not an OAuth one
+            from gateway.saml_idp.answer import deny  # late: it loads the XML stack
+
+            return await deny(rt, request, signin, "You have not been given access to this application.")
         denied = AccessDenied("the user is not assigned to this application")
         return responses.error(signin.redirect_uri, denied, state=signin.state, issuer=rt.settings.issuer)
     return await policy_step.after_authentication(rt, request, signin, identity, user, decisions)

@@ -47,6 +47,7 @@ async def start_upstream(
     *,
     via_page: bool = False,
     changed: bool = False,
+    step_up: bool = False,
     step_up_acr_values: tuple[str, ...] = (),
 ) -> Response:
     """Begin the upstream sign-in and send the browser to the home IdP.
@@ -60,8 +61,8 @@ async def start_upstream(
     then or when the connector differs from the one it already names (one write fewer per
     request that merely continues a choice made earlier).
 
-    ``step_up_acr_values``: ask the home IdP for MFA (the policy step's step-up): these
-    ``acr_values`` and ``prompt=login`` replace what the app asked for.
+    ``step_up``: the policy step sends the user home again (MFA, a fresh sign-in): always with
+    ``prompt=login``, and ``step_up_acr_values`` (when any) replace the app's ``acr_values``.
     """
     connector = rt.connectors[connector_id]
     assert isinstance(connector, RedirectConnector)
@@ -75,7 +76,7 @@ async def start_upstream(
                 state=state,
                 callback_url=callback_url(rt, connector_id),
                 login_hint=signin.email or signin.login_hint,
-                prompt="login" if step_up_acr_values or "login" in signin.prompt else None,
+                prompt="login" if step_up or "login" in signin.prompt else None,
                 max_age=signin.max_age,
                 acr_values=step_up_acr_values or tuple(signin.acr_values),
             )

@@ -103,6 +103,7 @@ def inbound_gate(settings: Settings, standing: Standing, app_id: str) -> AccessD
         user_id=standing.upstream_user_id,
         group_ids=standing.upstream_group_ids,
         app_id=app_id or None,
+        groups_complete=standing.upstream_groups_complete,
     )
 
 
@@ -135,6 +136,7 @@ def assess(
             user_id=standing.upstream_user_id,
             group_ids=standing.upstream_group_ids,
             app_id=app_id or None,
+            groups_complete=standing.upstream_groups_complete,
         )
         if not access.allowed:
             log["conditionalAccessStatus"] = "notApplied"

@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
+from gateway.directory.app_access import app_access
+from gateway.directory.identities import directory_issuer
 from gateway.http import client_ip
 from gateway.pages import error_page
 from gateway.runtime import Runtime
@@ -76,6 +78,10 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "This application needs a recent sign-in, and your organisation's sign-in was not recent enough.",
     ),
     "account_disabled": ("You can't sign in here", "Your account in this organisation is disabled."),
+    "reauthenticated_as_another_user": (
+        "Sign in as the same person",
+        "You were asked to sign in again, and came back as someone else. Start again from the application.",
+    ),
 }
 
 
@@ -92,6 +98,13 @@ async def admit(
             user_id=None, connector_id=identity.connector_id,
         )  # fmt: skip
     standing = established.standing
+    if signin.policy_user_id is not None and not await _same_user(rt, signin.policy_user_id, identity):
+        # Sent home again (step-up, re-authentication), the upstream answered for someone else:
+        # nothing this sign-in established (MFA done here, terms) may pass to them.
+        return await _refuse(
+            rt, request, signin, ("authentication", "reauthenticated_as_another_user"), decisions,
+            user_id=signin.policy_user_id, connector_id=identity.connector_id,
+        )  # fmt: skip
     access = inbound_gate(rt.settings, standing, signin.app_id)
     if access is None or access.allowed:
         return None
@@ -125,8 +138,6 @@ async def after_authentication(
             audit.decision("trust", outcome, reason)
             for reason in standing.trust_reasons or ["mfa_claim_absent"]
         ]
-    if signin.local_mfa_at is not None:  # done here earlier in this sign-in (before a re-authentication)
-        standing = standing.with_local_mfa(signin.local_mfa_at)
     return await _decide(rt, request, signin, user, standing, decisions)
 
 
@@ -134,8 +145,8 @@ async def resume(rt: Runtime, request: Request, signin: SignIn) -> Response:
     """After the MFA or terms page: re-read the user and decide again on the stored standing."""
     if signin.standing is None or signin.policy_user_id is None:
         return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
-    standing = Standing.from_json(signin.standing)
-    if signin.local_mfa_at is not None:
+    standing = Standing.from_json(signin.standing).under_current_trust(rt.settings)
+    if signin.local_mfa_at is not None:  # the MFA page of this sign-in, by this same user
         standing = standing.with_local_mfa(signin.local_mfa_at)
     user = await rt.store.get_user(signin.policy_user_id)
     decisions = list(signin.decisions)
@@ -148,21 +159,33 @@ async def resume(rt: Runtime, request: Request, signin: SignIn) -> Response:
 
 
 async def for_session(
-    rt: Runtime, request: Request, signin: SignIn, session: SsoSession, user: dict[str, Any]
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    session: SsoSession,
+    user: dict[str, Any],
+    *,
+    passive: bool = False,
 ) -> Response | None:
     """A sign-in the SSO session would answer: evaluated on the session's standing.
 
-    Returns the response, or None when only a fresh sign-in can satisfy the policies
-    (re-authentication, or MFA to be asked of the home organisation); the caller then starts one.
+    Returns the response, or None when the session cannot answer: a fresh sign-in is needed
+    (re-authentication, or MFA to be asked of the home organisation), or ``passive`` (OIDC
+    ``prompt=none``, SAML ``IsPassive``) and the sign-in would need a page; the caller then starts
+    a sign-in or answers the protocol's error.
     """
     standing = _session_standing(rt, session)
     decisions = [audit.decision("sso_session", "reused", "session_valid")]
     assessment = await _assess(rt, request, signin, user, standing, decisions)
+    if passive and (assessment.refusal is not None or assessment.required):
+        return None
     if assessment.refusal is not None:
         return await _refuse_assessed(rt, request, signin, user, standing, assessment, decisions)
     required = assessment.required
     if "reauthentication" in required or ("mfa" in required and _ask_home(rt, assessment, standing)):
         return None
+    if not await _assigned(rt, signin, user):  # refused by the app's answer, with its own record
+        return await _answer_app(rt, request, signin, session, user, standing)
     if required:
         signin.policy_user_id = user["id"]
         signin.standing = standing.to_json()
@@ -289,8 +312,9 @@ async def _upstream_again(
     from gateway.signin.federation import start_upstream  # late: federation imports the sign-in's end
 
     signin.decisions = decisions
+    signin.local_mfa_at = None  # after a new home sign-in, factors done before it count no more
     return await start_upstream(
-        rt, request, signin, standing.connector_id, changed=True, step_up_acr_values=acr_values
+        rt, request, signin, standing.connector_id, changed=True, step_up=True, step_up_acr_values=acr_values
     )
 
 
@@ -397,9 +421,22 @@ async def _refuse(
     return error_page(request, title, message.format(org=rt.settings.tenant.name), status=403)
 
 
+async def _same_user(rt: Runtime, user_id: str, identity: UpstreamIdentity) -> bool:
+    issuer = directory_issuer(identity, rt.connector_types[identity.connector_id])
+    holder = await rt.store.find_user_by_identity(issuer, identity.subject)
+    return holder is not None and holder["id"] == user_id
+
+
+async def _assigned(rt: Runtime, signin: SignIn, user: dict[str, Any]) -> bool:
+    app = rt.settings.application(signin.app_id)
+    if app is None or not app.assignment_required:
+        return True
+    return (await app_access(rt.store, app, user["id"])).assigned
+
+
 def _session_standing(rt: Runtime, session: SsoSession) -> Standing:
-    if session.standing:
-        return Standing.from_json(session.standing)
+    if session.standing:  # trusted when it was made: trusted still only if the settings still say so
+        return Standing.from_json(session.standing).under_current_trust(rt.settings)
     # A session from before the policy step existed: what it recorded, nothing trusted.
     return Standing(
         connector_id=session.connector_id,

@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 from gateway.directory.identities import idp_claim
 from gateway.oidc.claims import ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR
-from gateway.policy.cross_tenant import HomeOrganisation, HomeResolution, resolve_home, upstream_principal
+from gateway.policy.cross_tenant import (
+    HomeOrganisation,
+    HomeResolution,
+    groups_overage,
+    resolve_home,
+    upstream_principal,
+)
 from gateway.policy.trust import NO_FACTS, TrustedFacts, trusted_facts
 from gateway.settings.models import Settings
 from idp_connectors.base import UpstreamIdentity
@@ -39,6 +45,8 @@ class Standing:
     home_authoritative: bool = False
     upstream_user_id: str | None = None
     upstream_group_ids: tuple[str, ...] = ()
+    upstream_groups_complete: bool = True
+    """False when the upstream left groups out (too many to list): group rules then fail closed."""
     upstream_mfa: bool = False
     """What the upstream's claims said about MFA (untrusted; for the audit record)."""
     mfa_source: MfaSource | None = None
@@ -78,6 +86,33 @@ class Standing:
 
     def with_local_mfa(self, at: int) -> Standing:
         return replace(self, mfa_source="resource", mfa_time=at)
+
+    def under_current_trust(self, settings: Settings) -> Standing:
+        """This standing with what it took from the home organisation on trust (MFA from home,
+        device state) kept only while the settings still grant that trust: a partner no longer
+        trusted stops counting for sessions made before the change, too."""
+        if self.home_tenant_id is None or not (
+            self.mfa_source == "home" or self.compliant_device or self.hybrid_joined_device
+        ):
+            return self
+        home = resolve_home(
+            settings,
+            connector_id=self.connector_id,
+            connector_type=self.connector_type,
+            home_tenant_id=self.home_tenant_id,
+        ).home
+        speaks = home is not None and home.authoritative and home.tenant_id == self.home_tenant_id
+        trust = home.inbound.trust if home is not None and speaks else None
+        mfa = self.mfa_source != "home" or (trust is not None and trust.mfa_accepted)
+        return replace(
+            self,
+            mfa_source=self.mfa_source if mfa else None,
+            mfa_time=self.mfa_time if mfa else None,
+            compliant_device=self.compliant_device and trust is not None and trust.compliant_device_accepted,
+            hybrid_joined_device=(
+                self.hybrid_joined_device and trust is not None and trust.hybrid_joined_device_accepted
+            ),
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _FIELDS}
@@ -122,9 +157,10 @@ def from_identity(
     facts = trusted_facts(identity, home, now) if home is not None else NO_FACTS
     user_id: str | None = None
     group_ids: frozenset[str] = frozenset()
+    groups_complete = True
     if home is not None:
         user_id, group_ids = upstream_principal(identity.raw_claims, home.inbound.claims_mapping)
-        user_id = user_id or identity.subject
+        groups_complete = not groups_overage(identity.raw_claims, home.inbound.claims_mapping)
         group_ids = _targeted(group_ids, home)
     auth_time = identity.auth_time or now
     standing = Standing(
@@ -136,6 +172,7 @@ def from_identity(
         home_authoritative=home.authoritative if home is not None else False,
         upstream_user_id=user_id,
         upstream_group_ids=tuple(sorted(group_ids)),
+        upstream_groups_complete=groups_complete,
         upstream_mfa=facts.upstream_mfa,
         mfa_source="home" if facts.mfa else None,
         mfa_time=auth_time if facts.mfa else None,

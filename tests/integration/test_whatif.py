@@ -415,7 +415,8 @@ async def test_the_connector_defaults_to_the_home_partners_then_the_users_identi
 
 
 async def test_subject_and_oid_claims_reach_inbound_targets(tmp_path: Path) -> None:
-    """A partner letting one user in: the claims' ``oid`` (else the subject) is who the rule checks."""
+    """A partner letting one user in: the claims' ``oid`` (the mapping's ``user_id_claim``) is who the
+    rule checks; without it the user cannot be told apart and the rule fails closed."""
     only_one = {"access_type": "allowed", "targets": [{"target": "partner-user-1", "target_type": "user"}]}
     config = whatif_config()
     config["cross_tenant_access"]["partners"][1]["b2b_collaboration_inbound"] = {
@@ -433,8 +434,7 @@ async def test_subject_and_oid_claims_reach_inbound_targets(tmp_path: Path) -> N
 
         assert await ask({"oid": "partner-user-1"}) is None
         assert await ask({"oid": "partner-user-2"}) == "cross_tenant_user_blocked"
-        assert await ask({"sub": "partner-user-1"}) is None  # without oid, the subject is the user id
-        # no sub either: the subject is the directory id, which the partner's rule does not name
+        assert await ask({"sub": "partner-user-1"}) == "cross_tenant_user_blocked"  # no oid: fails closed
         assert await ask({}) == "cross_tenant_user_blocked"
 
 
