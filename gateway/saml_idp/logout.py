@@ -1,16 +1,21 @@
 """SAML 2.0 single logout at ``/saml2/slo`` (HTTP-Redirect binding), and logout of every SAML app.
 
-SP-initiated: a ``LogoutRequest`` from a registered SP (signed per ``require_signed_requests``,
-checked over the raw query octets like an AuthnRequest; ``Destination`` = our SLO endpoint when
-signed, a fresh IssueInstant, its ID used once) ends this browser's SSO session when its NameID is
-the one that app received in this session and its SessionIndex (if any) is the session's sid,
-so a forged unsigned request cannot end someone's session. The other SAML apps of the session
-that have an ``slo_url`` then get a signed ``LogoutRequest`` in turn (front-channel, each one's
-``LogoutResponse`` returns here and moves on to the next), OIDC apps their back-channel logout
-tokens, and finally the SP gets a signed ``LogoutResponse`` (``Success``, with ``PartialLogout``
-when another app did not confirm). A request that matches no session is answered ``Success``
-with nothing ended. A ``LogoutResponse`` that answers none of our pending requests shows the
-signed-out page.
+Every LogoutRequest and LogoutResponse that arrives here must be signed by the SP's configured
+certificate (SAML Profiles 4.4.4.1 and 4.4.4.2: front-channel logout messages MUST be signed),
+over the raw query octets like a signed AuthnRequest (``SAMLRequest``/``SAMLResponse``, then
+``RelayState``, ``SigAlg``); an unsigned one is refused (``request_not_signed``) before anything
+is stored or ended, so a forged request naming a guessable NameID (email, UPN) cannot
+end someone's session cross-site. Configuration makes ``slo_url`` need ``sp_certificate``.
+
+SP-initiated: a signed ``LogoutRequest`` from a registered SP (``Destination`` = our SLO endpoint,
+a fresh IssueInstant, its ID used once) ends this browser's SSO session when its NameID is the
+one that app received in this session and its SessionIndex (if any) is the session's sid. The
+other SAML apps of the session that have an ``slo_url`` then get a signed ``LogoutRequest`` in
+turn (front-channel, each one's signed ``LogoutResponse`` returns here and moves on to the next),
+OIDC apps their back-channel logout tokens, and finally the SP gets a signed ``LogoutResponse``
+(``Success``, with ``PartialLogout`` when another app did not confirm). A request that matches no
+session is answered ``Success`` with nothing ended. A signed ``LogoutResponse`` that answers none
+of our pending requests shows the signed-out page.
 
 When the gateway session ends at ``/oauth2/logout``, ``end_session_chain`` takes the browser
 through the same chain of LogoutRequests to every SAML app of the session, then on to the
@@ -56,6 +61,7 @@ from idp_connectors.xmlsecurity.signature import sign_redirect_query
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.settings.models import Application
+    from gateway.settings.saml_app import SamlApplication
 
 REPLAY_KIND = "saml-logout-request"
 CHAIN_KIND = "saml-logout"
@@ -69,6 +75,16 @@ A = f"{{{SAML2}}}"
 
 def _refuse(reason: str, message: str) -> SamlRequestError:
     return SamlRequestError(reason, message)
+
+
+def _check_signed(inbound: Inbound, root: etree._Element, sp: SamlApplication) -> None:
+    """A valid signature by the SP's certificate, whatever ``require_signed_requests`` says
+    (SAML Profiles 4.4.4.1, 4.4.4.2); a bad one is refused by ``check_signature`` itself."""
+    if not check_signature(inbound, root, sp):
+        raise _refuse(
+            "request_not_signed",
+            "Single logout messages must be signed by the service provider (SAML Profiles 4.4.4).",
+        )
 
 
 # --- outbound messages ------------------------------------------------------------------------
@@ -219,9 +235,9 @@ async def _logout_request(rt: Runtime, request: Request, inbound: Inbound) -> Re
     assert sp is not None
     if sp.slo_url is None:
         raise _refuse("slo_not_configured", "This service provider has no single logout URL registered.")
-    signed = check_signature(inbound, root, sp)
+    _check_signed(inbound, root, sp)
     now = rt.now()
-    check_header(root, destination=slo_url(rt.settings), signed=signed, now=now)
+    check_header(root, destination=slo_url(rt.settings), signed=True, now=now)
     _fresh(root, now)
     name_ids = children(root, A + "NameID")
     if len(name_ids) != 1:
@@ -320,8 +336,8 @@ async def _logout_response(rt: Runtime, request: Request, inbound: Inbound) -> R
     app = sender(rt.settings, root)
     sp = app.saml
     assert sp is not None
-    signed = check_signature(inbound, root, sp)
-    check_header(root, destination=slo_url(rt.settings), signed=signed, now=rt.now())
+    _check_signed(inbound, root, sp)
+    check_header(root, destination=slo_url(rt.settings), signed=True, now=rt.now())
     statuses = [
         code.get("Value")
         for status in children(root, P + "Status")

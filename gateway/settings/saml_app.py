@@ -5,8 +5,9 @@ from the AuthnRequest: the SP's entity id (the request's Issuer and our Audience
 (matched exactly or by index, the first is the default), the NameID format, the attribute
 release (name, value source, NameFormat), what is signed, whether the assertion is encrypted,
 the SP certificate (read and vetted at load time, PEM text or a file), whether requests must be
-signed, its SingleLogoutService and IdP-initiated sign-on with a fixed target. ``saml_problems``
-adds the rule that needs every application: an entity id names one application.
+signed, its SingleLogoutService (which needs the certificate: logout messages must be signed)
+and IdP-initiated sign-on with a fixed target. ``saml_problems`` adds the rule that needs every
+application: an entity id names one application.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from idp_connectors.xmlsecurity.keys import CertificateRejected, load_certificates
 
@@ -186,7 +195,11 @@ class SamlApplication(_Strict):
     require_signed_requests: bool = Field(
         False, description="Refuse AuthnRequests without a valid signature."
     )
-    slo_url: Url | None = Field(None, description="The SP's SingleLogoutService (HTTP-Redirect binding).")
+    slo_url: Url | None = Field(
+        None,
+        description="The SP's SingleLogoutService (HTTP-Redirect binding); needs sp_certificate, which "
+        "checks the signature every logout message from the SP must carry.",
+    )
     idp_initiated: IdpInitiated = Field(default_factory=lambda: IdpInitiated())
 
     @field_validator("entity_id")
@@ -221,6 +234,16 @@ class SamlApplication(_Strict):
         pem = _read_certificate(value)
         parse_certificate(pem)
         return pem
+
+    @field_validator("slo_url")
+    @classmethod
+    def _slo_needs_certificate(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # sp_certificate is validated first: absent from ``info.data`` only when it was refused itself
+        if value is not None and "sp_certificate" in info.data and info.data["sp_certificate"] is None:
+            raise ValueError(
+                "slo_url needs sp_certificate: single logout messages must be signed (SAML Profiles 4.4.4)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _needs_certificate(self) -> SamlApplication:

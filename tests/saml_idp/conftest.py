@@ -70,11 +70,13 @@ def base(app_id: str) -> str:
 
 
 def saml_app(app_id: str, **saml: Any) -> dict[str, Any]:
-    """An application answered to the pysaml2 SP at ``https://{app_id}.example``."""
+    """An application answered to the pysaml2 SP at ``https://{app_id}.example``; its ``slo_url``
+    comes with the SP's certificate, which checks the logout messages it signs."""
     registration = {
         "entity_id": f"{base(app_id)}/metadata",
         "acs_urls": [f"{base(app_id)}/acs", f"{base(app_id)}/acs2"],
         "slo_url": f"{base(app_id)}/slo",
+        "sp_certificate": SP_CERTIFICATE,
         **saml,
     }
     return {"id": app_id, "name": app_id.title(), "saml": registration}
@@ -82,14 +84,12 @@ def saml_app(app_id: str, **saml: Any) -> dict[str, Any]:
 
 APPS = [
     {
-        **saml_app("payroll", attributes=ATTRIBUTES, sp_certificate=SP_CERTIFICATE),
+        **saml_app("payroll", attributes=ATTRIBUTES),
         "app_roles": [{"id": ROLE_READER, "value": "Reader", "display_name": "Reader"}],
     },
     saml_app("wiki", sign="response", name_id_format="email"),
-    saml_app(
-        "vault", sign="both", name_id_format="upn", encrypt_assertion=True, sp_certificate=SP_CERTIFICATE
-    ),
-    saml_app("strict", require_signed_requests=True, sp_certificate=SP_CERTIFICATE),
+    saml_app("vault", sign="both", name_id_format="upn", encrypt_assertion=True),
+    saml_app("strict", require_signed_requests=True),
     saml_app("portal", idp_initiated={"enabled": True, "target": "https://portal.example/home"}),
     saml_app("quiet", slo_url=None),
     {**saml_app("gated"), "assignment_required": True},

@@ -1,8 +1,11 @@
 """Single logout at ``/saml2/slo`` and ``logout_requests`` for a gateway session that ends elsewhere.
 
-An SP's LogoutRequest ends the browser's SSO session only when it names the NameID that SP got in
-that session (and its SessionIndex); the other SAML apps of the session are asked in turn; the SP
-gets a LogoutResponse signed over the raw Redirect-binding octets. Bad requests end nothing.
+Every LogoutRequest and LogoutResponse an SP sends must be signed with its certificate (SAML
+Profiles 4.4.4): the test SPs sign with ``key_pair("sp")`` over the raw Redirect-binding octets,
+and an unsigned message is refused whatever it names. An SP's LogoutRequest ends the browser's SSO
+session only when it names the NameID that SP got in that session (and its SessionIndex); the
+other SAML apps of the session are asked in turn; the SP gets a LogoutResponse signed over the raw
+Redirect-binding octets. Bad requests end nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import base64
 import time
 import zlib
 from dataclasses import dataclass
-from urllib.parse import quote_plus, unquote_plus, urlsplit
+from typing import Any
+from urllib.parse import quote_plus, unquote_plus, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -20,19 +24,26 @@ from saml2.xml.schema import validate as validate_saml_schema
 
 from gateway.oidc.claims import pairwise_sub
 from gateway.saml_idp.certificates import signer
-from gateway.saml_idp.logout import CHAIN_KIND
+from gateway.saml_idp.logout import CHAIN_KIND, REPLAY_KIND
 from gateway.saml_idp.response import PARTICIPANT_KIND
 from idp_connectors.saml.xmltime import format_instant
-from idp_connectors.xmlsecurity.signature import redirect_signed_octets, verify_redirect_query
+from idp_connectors.xmlsecurity.gate import RSA_SHA256
+from idp_connectors.xmlsecurity.signature import (
+    redirect_signed_octets,
+    sign_redirect_query,
+    verify_redirect_query,
+)
 from tests.saml_idp.conftest import USER, USER_ID, Idp, base
 from tests.saml_idp.test_request import deflated
 from tests.support.gateway_app import ISSUER
+from tests.support.saml_idp import key_pair
 from tests.support.saml_sp import post_form_of
 
 SLO = f"{ISSUER}/saml2/slo"
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion"}
 STATUS = "urn:oasis:names:tc:SAML:2.0:status:"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,25 @@ def logout_response(app_id: str, in_response_to: str, status: str = "Success") -
     )
 
 
-def slo_url(xml: str, parameter: str = "SAMLRequest", relay_state: str | None = None) -> str:
-    url = f"/saml2/slo?{parameter}={quote_plus(deflated(xml))}"
-    return url + (f"&RelayState={quote_plus(relay_state)}" if relay_state is not None else "")
+def slo_url(
+    xml: str,
+    parameter: str = "SAMLRequest",
+    relay_state: str | None = None,
+    *,
+    sign: bool = True,
+    key_name: str = "sp",
+) -> str:
+    """``/saml2/slo`` carrying ``xml``, signed (unless ``sign`` is false) over the raw query octets
+    ``{parameter}=…&RelayState=…&SigAlg=…`` with ``key_pair(key_name)``, the test SPs' own key."""
+    params = [(parameter, deflated(xml))]
+    if relay_state is not None:
+        params.append(("RelayState", relay_state))
+    if sign:
+        params.append(("SigAlg", RSA_SHA256))
+    query = urlencode(params, quote_via=quote_plus)
+    if sign:
+        query += "&Signature=" + quote_plus(sign_redirect_query(query, key_pair(key_name).key))
+    return f"/saml2/slo?{query}"
 
 
 async def signed_in(idp: Idp, *apps: str) -> str:
@@ -177,7 +204,7 @@ async def test_a_logout_response_from_the_wrong_sp_or_answering_nothing_shows_th
     [
         ("someone-else", None, PERSISTENT),
         (None, "another-sid", PERSISTENT),
-        (None, None, "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
+        (None, None, EMAIL),
     ],
 )
 async def test_a_request_that_does_not_match_the_session_ends_nothing(
@@ -211,7 +238,8 @@ async def assert_refused(idp: Idp, url: str, text: str) -> None:
 async def test_bad_logout_requests_are_refused_and_end_nothing(idp: Idp) -> None:
     sid = await signed_in(idp, "payroll", "strict", "quiet")
     strict_id = pairwise_sub(idp.rt.pairwise_salt, "strict", USER_ID)
-    await assert_refused(idp, slo_url(logout_request("strict", strict_id, sid=sid)), "must sign its requests")
+    unsigned = slo_url(logout_request("strict", strict_id, sid=sid), sign=False)
+    await assert_refused(idp, unsigned, "must sign its requests")
     await assert_refused(idp, slo_url(logout_request("stranger", "x", sid=sid)), "not registered")
     quiet_id = pairwise_sub(idp.rt.pairwise_salt, "quiet", USER_ID)
     await assert_refused(idp, slo_url(logout_request("quiet", quiet_id, sid=sid)), "no single logout URL")
@@ -233,6 +261,41 @@ async def test_bad_logout_requests_are_refused_and_end_nothing(idp: Idp) -> None
     await assert_refused(
         idp, slo_url(logout_request("payroll", "x", sid=sid)) + "&RelayState=a&RelayState=b", "repeated"
     )
+
+
+@pytest.mark.parametrize(
+    ("signing", "text"),
+    [
+        ({"sign": False}, "must be signed by the service provider"),
+        ({"key_name": "attacker"}, "does not verify"),
+    ],
+)
+async def test_an_unsigned_or_badly_signed_logout_request_ends_nothing_even_when_it_matches(
+    idp: Idp, signing: dict[str, Any], text: str
+) -> None:
+    """A guessable NameID (email) and the right SessionIndex are not enough: a cross-site forgery
+    without the SP's signature ends no session and answers nothing."""
+    sid = await signed_in(idp, "wiki")
+    forged = logout_request("wiki", USER["mail"], sid=sid, request_id="_forged", name_format=EMAIL)
+    await assert_refused(idp, slo_url(forged, relay_state="rs", **signing), text)
+    assert idp.snapshot().count("session") == 1 and idp.snapshot().count(PARTICIPANT_KIND) == 1
+    assert idp.snapshot().count(REPLAY_KIND) == 0, "its ID is not recorded"
+    ended = redirected(idp, await idp.client.get(slo_url(forged)))
+    assert (ended.parameter, ended.root.get("InResponseTo")) == ("SAMLResponse", "_forged")
+    assert idp.snapshot().count("session") == 0, "the same request, signed, ends the session"
+
+
+async def test_an_unsigned_logout_response_is_refused_and_the_chain_waits(idp: Idp) -> None:
+    sid = await signed_in(idp, "payroll", "wiki")
+    first = redirected(
+        idp, await idp.client.get(slo_url(logout_request("payroll", payroll_name_id(idp), sid=sid)))
+    )
+    answer = logout_response("wiki", str(first.root.get("ID")))
+    await assert_refused(idp, slo_url(answer, "SAMLResponse", sign=False), "must be signed")
+    await assert_refused(idp, slo_url(answer, "SAMLResponse", key_name="attacker"), "does not verify")
+    assert await idp.rt.store.get(CHAIN_KIND, str(first.root.get("ID"))) is not None
+    final = redirected(idp, await idp.client.get(slo_url(answer, "SAMLResponse")))
+    assert (final.target, final.root.get("InResponseTo")) == (base("payroll") + "/slo", "_lr1")
 
 
 async def test_a_signed_logout_request_from_a_strict_sp_is_accepted(idp: Idp) -> None:

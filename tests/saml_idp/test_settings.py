@@ -114,6 +114,11 @@ def _ec_certificate_pem() -> str:
         ({"sp_certificate": "TWO"}, "exactly one certificate is needed, not 2"),
         ({"sp_certificate": "/nonexistent/sp.pem"}, "/nonexistent/sp.pem cannot be read"),
         ({"slo_url": "ftp://payroll.example/slo"}, "applications[0].saml.slo_url: must be an absolute"),
+        ({"slo_url": "https://payroll.example/slo"},
+         "applications[0].saml.slo_url: slo_url needs sp_certificate: single logout messages must be signed "
+         "(SAML Profiles 4.4.4)"),
+        ({"slo_url": "https://payroll.example/slo", "sp_certificate": "/nonexistent/sp.pem"},
+         "applications[0].saml.sp_certificate: the certificate file /nonexistent/sp.pem cannot be read"),
         ({"idp_initiated": {"enabled": True}}, "applications[0].saml.idp_initiated: enabled needs a target"),
         ({"idp_initiated": {"enabled": True, "target": "https://payroll.example/" + "x" * 60}},
          "the target is sent as RelayState: at most 80 bytes"),
@@ -166,3 +171,18 @@ def test_a_config_error_names_the_file_and_line(tmp_path: Path) -> None:
         load_settings(path)
     [problem] = caught.value.problems
     assert str(path) in str(caught.value) and problem.line is not None and problem.line > 1
+
+
+def test_an_slo_url_without_a_certificate_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, [app(slo_url="https://payroll.example/saml/slo")])
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    [line] = [
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith("slo_url:")
+    ]
+    assert (problem.line, problem.key_path) == (line, "applications[0].saml.slo_url")
+    assert f"{path}:{line}:" in str(caught.value)
+    assert "slo_url needs sp_certificate: single logout messages must be signed (SAML Profiles 4.4.4)" in str(
+        caught.value
+    )

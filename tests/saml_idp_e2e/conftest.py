@@ -5,7 +5,8 @@ server, a ``Clock`` the test may move) with these apps, each answered to its ``S
 ``https://{app}.example``:
 
 - ``payroll``: persistent NameID, five released attributes (URI and basic names), signed assertion;
-- ``wiki``: persistent NameID, ``sign: response``; ``mail``: email NameID, ``sign: both``;
+- ``wiki``: persistent NameID, ``sign: response``, single logout (signed with ``key_pair("sp")``);
+  ``mail``: email NameID, ``sign: both``;
 - ``upn``: UPN NameID, encrypted assertion (the SP's certificate);
 - ``strict``: ``require_signed_requests``; ``portal``: IdP-initiated on, with a fixed target;
 - ``blocked``: a conditional-access policy blocks guests; ``secure``: one requires MFA.
@@ -52,7 +53,7 @@ PAYROLL_ATTRIBUTES = [
 SP_CERTIFICATE = key_pair("sp").certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 APPS: dict[str, dict[str, Any]] = {
     "payroll": {"attributes": PAYROLL_ATTRIBUTES},
-    "wiki": {"sign": "response", "slo_url": "https://wiki.example/slo"},
+    "wiki": {"sign": "response", "slo_url": "https://wiki.example/slo", "sp_certificate": SP_CERTIFICATE},
     "mail": {"name_id_format": "email", "sign": "both"},
     "upn": {"name_id_format": "upn", "encrypt_assertion": True, "sp_certificate": SP_CERTIFICATE},
     "strict": {"require_signed_requests": True, "sp_certificate": SP_CERTIFICATE},
