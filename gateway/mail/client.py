@@ -2,12 +2,13 @@
 
 Each ``send`` is one delivery attempt: ``MAIL``, ``RCPT``, ``DATA`` as ``smtplib.SMTP.sendmail``
 does them (without ESMTP options: ``smtp.Composer`` makes ASCII messages), on a session that
-stays open between messages. A reused session that the server has dropped while it was idle is
-noticed at ``MAIL`` (the connection is closed, or the ``421`` the server sent on its way out is
-read) and replaced at once, without counting as a failed attempt: nothing had been sent. So no
-``RSET`` probe costs a round trip per message; a refused transaction is reset (``RSET``) and the
-session kept. A session is closed (``QUIT``) after ``IDLE_SECONDS`` without mail or after
-``MAX_MESSAGES`` messages.
+stays open between messages. A plain envelope address (``smtp.PLAIN_ADDRESS``) goes into ``MAIL``
+and ``RCPT`` as it is, without the address parser ``smtplib`` would run on it twice. A reused
+session that the server has dropped while it was idle is noticed at ``MAIL`` (the connection is
+closed, or the ``421`` the server sent on its way out is read) and replaced at once, without
+counting as a failed attempt: nothing had been sent. So no ``RSET`` probe costs a round trip per
+message; a refused transaction is reset (``RSET``) and the session kept. A session is closed
+(``QUIT``) after ``IDLE_SECONDS`` without mail or after ``MAX_MESSAGES`` messages.
 
 The TLS context (``starttls: true`` or ``ssl: true``: the system's CA bundle, certificate and
 host name checked) is created once per client, as loading the CA bundle costs ~25 ms, and the
@@ -24,8 +25,25 @@ import socket
 import ssl
 import time
 
-from gateway.mail.smtp import Envelope, check_transport
+from gateway.mail.smtp import PLAIN_ADDRESS, Envelope, check_transport
 from gateway.settings.models import Smtp
+
+
+def _mail(client: smtplib.SMTP, sender: str) -> tuple[int, bytes]:
+    """``client.mail(sender)``; for a plain address the same command, without parsing it again."""
+    if PLAIN_ADDRESS.fullmatch(sender):
+        client.putcmd("mail", f"FROM:<{sender}>")
+        return client.getreply()
+    return client.mail(sender)
+
+
+def _rcpt(client: smtplib.SMTP, recipient: str) -> tuple[int, bytes]:
+    """``client.rcpt(recipient)``; for a plain address the same command, without parsing it again."""
+    if PLAIN_ADDRESS.fullmatch(recipient):
+        client.putcmd("rcpt", f"TO:<{recipient}>")
+        return client.getreply()
+    return client.rcpt(recipient)
+
 
 IDLE_SECONDS = 30.0  # well under the 5 minutes a server waits (RFC 5321 4.5.3.2.7)
 MAX_MESSAGES = 100  # messages per session, then a fresh connection (servers cap this too)
@@ -62,7 +80,7 @@ class SmtpClient:
         client, reused = self._session()
         try:
             try:
-                code, reply = client.mail(envelope.sender)
+                code, reply = _mail(client, envelope.sender)
             except (smtplib.SMTPServerDisconnected, OSError):
                 if not reused:
                     raise
@@ -70,7 +88,7 @@ class SmtpClient:
             if code == 421 and reused:  # the server hung up on the idle session: start afresh
                 self._drop()
                 client, _ = self._session()
-                code, reply = client.mail(envelope.sender)
+                code, reply = _mail(client, envelope.sender)
             self._transaction(client, envelope, code, reply)
         except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
             self._last_used = time.monotonic()  # answered and reset: the session stays usable
@@ -86,7 +104,7 @@ class SmtpClient:
         if code != 250:
             self._reset(client, code)
             raise smtplib.SMTPSenderRefused(code, reply, envelope.sender)
-        code, reply = client.rcpt(envelope.recipient)
+        code, reply = _rcpt(client, envelope.recipient)
         if code not in (250, 251):
             self._reset(client, code)
             raise smtplib.SMTPRecipientsRefused({envelope.recipient: (code, reply)})

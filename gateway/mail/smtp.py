@@ -6,7 +6,10 @@ text/plain, or multipart/alternative with the HTML). Headers that are plain ASCI
 are written as they are; any other header goes through the ``email`` package's SMTP policy,
 which folds it and encodes non-ASCII text as RFC 2047 encoded words. Bodies are 7bit when
 they are ASCII with short lines, else base64 of their UTF-8. This costs a few dozen µs where
-``EmailMessage`` plus its generator cost well over a millisecond a message.
+``EmailMessage`` plus its generator cost well over a millisecond a message. A plain
+``local@domain`` address (``PLAIN_ADDRESS``, what the passcode connector sends to) skips the
+``email`` package's address parser, which would return it unchanged, and the Date header is
+formatted once a second.
 
 ``check_transport`` refuses to send a password in clear text to another machine;
 ``is_permanent`` tells the failures worth retrying from the others; ``mask_address`` is how
@@ -16,9 +19,11 @@ addresses appear in logs. The SMTP conversation itself is ``client.SmtpClient``'
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
 from email import policy
 from email.utils import formatdate, parseaddr
@@ -29,6 +34,9 @@ from idp_connectors.base import MailMessage
 MAX_PLAIN_HEADER = 78  # RFC 5322 2.1.1: longer lines are folded
 MAX_7BIT_LINE = 998
 CRLF = "\r\n"
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
+"""A dot-atom addr-spec: ``email.utils.parseaddr`` and ``smtplib.quoteaddr`` take it as it is."""
 
 
 def check_transport(smtp: Smtp) -> None:
@@ -61,6 +69,8 @@ def _header(name: str, value: str) -> str:
 
 def _address(header: str, value: str) -> str:
     """The addr-spec of an address header, for the SMTP envelope."""
+    if PLAIN_ADDRESS.fullmatch(value):
+        return value
     address = parseaddr(value)[1]
     if "@" not in address or not address.isascii():
         raise ValueError(f"{header} {value!r} has no plain ASCII address")
@@ -72,7 +82,7 @@ def _part(subtype: str, text: str) -> str:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    if text.isascii() and all(len(line) <= MAX_7BIT_LINE for line in lines):
+    if text.isascii() and max(map(len, lines), default=0) <= MAX_7BIT_LINE:
         encoding, body = "7bit", CRLF.join(lines) + CRLF
     else:
         encoding = "base64"
@@ -90,6 +100,14 @@ class Composer:
         self.from_header = _header("From", from_)
         self.sender = _address("From", from_)
         self.domain = self.sender.rpartition("@")[2]
+        self._date: tuple[int, str] = (-1, "")
+
+    def _date_header(self, now: float | None) -> str:
+        """``Date:`` for ``now`` (default: the current time), formatted once per second."""
+        second = int(time.time() if now is None else now)
+        if self._date[0] != second:
+            self._date = (second, _header("Date", formatdate(second, usegmt=True)))
+        return self._date[1]
 
     def compose(self, message: MailMessage, *, now: float | None = None) -> Envelope:
         """The message as sent. ``ValueError`` for a header with a line break (header
@@ -101,7 +119,7 @@ class Composer:
             _header("To", message.to),
             _header("Subject", message.subject),
             *([_header("Reply-To", message.reply_to)] if message.reply_to else []),
-            _header("Date", formatdate(now, usegmt=True)),
+            self._date_header(now),
             f"Message-ID: {message_id}{CRLF}",
             f"Auto-Submitted: auto-generated{CRLF}",  # RFC 3834: no auto-replies, please
             f"MIME-Version: 1.0{CRLF}",

@@ -8,7 +8,6 @@ differs between apps. ``oid`` is the stable directory object id.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from typing import Any
 
@@ -47,7 +46,7 @@ CLAIMS_SUPPORTED = (
 
 
 def pairwise_sub(salt: bytes, app_id: str, object_id: str) -> str:
-    digest = hmac.new(salt, f"{app_id}\x00{object_id}".encode(), hashlib.sha256).digest()
+    digest = hmac.digest(salt, f"{app_id}\x00{object_id}".encode(), "sha256")  # one-shot: no HMAC object
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

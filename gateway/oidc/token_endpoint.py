@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.directory.revocation import sessions_valid_from
-from gateway.http import BadForm, json_response, read_form, single_values
+from gateway.http import BadForm, json_response, read_form, single_values, write_behind
 from gateway.oidc import bearer, codes, grants
 from gateway.oidc.client_auth import authenticate_client
 from gateway.oidc.errors import (
@@ -30,6 +30,7 @@ from gateway.settings.models import Application
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 
 
+@write_behind  # the tokens minted and the revocation check after them share one transaction
 async def token(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     try:

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import audit
-from gateway.http import client_ip
+from gateway.http import client_ip, write_behind
 from gateway.pages import error_page, render
 from gateway.policy.home_realm import Route as RealmRoute
 from gateway.policy.signup import self_service_sign_up
@@ -181,6 +181,7 @@ async def first_page(
     return _email_page(rt, request, signin, browser_id=browser_id)
 
 
+@write_behind  # the passcode and the transaction are written together
 async def submit_email(request: Request) -> Response:
     loaded = await _load_post(request)
     if isinstance(loaded, Response):
@@ -257,8 +258,13 @@ async def _send(
             status=429,
             headers={"Retry-After": str(max(counter.expires_in, 1))},
         )
-    known = await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
-    deliver = known or signin.redeem_user_id is not None or _may_sign_up(rt, signin)
+    # Looked up only when the app's rules leave it open (they do not depend on the address, so
+    # every address of one sign-in costs the same work).
+    deliver = (
+        signin.redeem_user_id is not None
+        or _may_sign_up(rt, signin)
+        or await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
+    )
     try:
         await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver)
     except RateLimited as exc:
@@ -291,6 +297,7 @@ async def passcode_page(request: Request) -> Response:
     return _passcode_page(rt, request, signin, notice=notice)
 
 
+@write_behind  # the SSO session, the end of the transaction and the code are written together
 async def submit_passcode(request: Request) -> Response:
     loaded = await _load_post(request)
     if isinstance(loaded, Response):

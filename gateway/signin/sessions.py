@@ -7,6 +7,7 @@ dump yields no usable cookie. The record holds ids, times and satisfied factors 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.responses import Response
 from gateway.store.base import ArtefactStore
 
 KIND = "session"
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_-]+")  # a cookie value ``http.cookies`` leaves unquoted
 
 
 def _hash(token: str) -> str:
@@ -89,15 +91,18 @@ class Sessions:
         return session, token
 
     def attach(self, response: Response, token: str, lifetime: int) -> None:
-        response.set_cookie(
-            self.cookie_name,
-            token,
-            max_age=lifetime,
-            path="/",
-            secure=self.secure,
-            httponly=True,
-            samesite="lax",
-        )
+        """Set the session cookie: the header ``Response.set_cookie`` writes for these attributes,
+        without its ``http.cookies`` round trip (~14 µs) for a value that needs no quoting (what
+        ``create`` makes: base64url characters only)."""
+        if not _PLAIN_VALUE.fullmatch(token):
+            response.set_cookie(
+                self.cookie_name, token, max_age=lifetime, path="/", secure=self.secure, httponly=True,
+                samesite="lax",
+            )  # fmt: skip
+            return
+        secure = "; Secure" if self.secure else ""
+        attributes = f"HttpOnly; Max-Age={int(lifetime)}; Path=/; SameSite=lax{secure}"
+        response.raw_headers.append((b"set-cookie", f"{self.cookie_name}={token}; {attributes}".encode()))
 
     async def forget(self, request: Request) -> None:
         """Delete the record behind this browser's session cookie, if any."""

@@ -15,10 +15,16 @@ lookups do not find them, listings (members, owners, assignments, a user's group
 them and what links to them out, ``update_user``/``add_identity``/``add_*`` treat them as absent
 (KeyError), and their identities and ids stay taken. The deletion time is kept beside the
 document, not in it; the deleted view adds ``deletedDateTime`` and ``accountEnabled: false``.
+
+Blind artefact writes (``Put``, ``Delete``: nobody needs their result) can be made several at a
+time, in one round trip: explicitly with ``ArtefactStore.apply``, or by a write-behind block,
+``async with store.batch():`` (``gateway.store.write_behind``; docs/adr/0007).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +51,28 @@ class Counter:
 
     value: int
     expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """``ArtefactStore.put`` as a value, for ``ArtefactStore.apply``."""
+
+    kind: str
+    id: str
+    payload: JSON
+    ttl: int
+    grant_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """``ArtefactStore.delete`` as a value, for ``ArtefactStore.apply``."""
+
+    kind: str
+    id: str
+
+
+Write = Put | Delete
 
 
 class ArtefactStore(Protocol):
@@ -74,6 +102,22 @@ class ArtefactStore(Protocol):
 
     async def ttl(self, kind: str, id: str) -> int | None:
         """Seconds the artefact has left, or None when absent."""
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Make these puts and deletes, in order, in one round trip, each as its own call would.
+
+        Every write is checked before anything is written: a bad one raises (ValueError or
+        TypeError, as ``put``/``delete`` do) and nothing is written. SQLite makes them in one
+        transaction; Redis in one pipeline, each write atomic on its own (artefacts of different
+        names share no hash slot), so a Redis failure part-way may leave a prefix made. Writes a
+        ``batch`` block has queued for this task are made first, in the same round trip."""
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """A write-behind block for the calling task (``gateway.store.write_behind``): its ``put``
+        and ``delete`` calls are checked at once and queued, and the queue is applied in one round
+        trip before this task's next other artefact operation or when the block ends (also on an
+        exception). The task reads its own writes; others see them when the block ends at the
+        latest. Directory operations neither see nor apply the queue. Nested blocks join."""
 
     async def close(self) -> None:
         """Release connections."""

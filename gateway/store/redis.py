@@ -48,7 +48,10 @@ only then records version 2. 2 had no ``user-ids``: ``migrate`` adds every store
 idempotent) before it records version 3; the other schema 3 keys start empty.
 
 Round trips: ``get``, ``put``, ``consume``, ``delete``, ``incr``, ``ttl`` and ``add`` are one
-each (``put`` with a grant pipelines the artefact write and the index update); scripts run by
+each (``put`` with a grant pipelines the artefact write and the index update); ``apply`` and a
+write-behind block (``batch``, ``gateway.store.write_behind``) pipeline all their writes in one
+(not a transaction: each write is atomic on its own, and its keys share one hash slot), and an
+artefact operation after queued writes costs one more; scripts run by
 ``EVALSHA`` and are reloaded once if the server lost them. Directory data has no TTL: run
 Redis with persistence (AOF or RDB) in production.
 """
@@ -58,12 +61,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from gateway.store.base import JSON, Consumed, Counter
+from gateway.store import write_behind
+from gateway.store.base import JSON, Consumed, Counter, Delete, Put, Write
 from gateway.store.redis_directory import DIRECTORY_SCRIPTS, RedisDirectoryMixin
 from gateway.store.redis_keys import (
     DELETED,
@@ -133,6 +138,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'grant', ARGV[2], 'uses', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
+""")
+# KEYS[1] artefact, KEYS[2] counter of the same name (one hash tag)
+DELETE = lua_script("""
+return redis.call('DEL', KEYS[1], KEYS[2])
 """)
 # KEYS[1] grant index; ARGV member key, ttl ms
 GRANT_ADD = lua_script("""
@@ -293,7 +302,7 @@ redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])
 """)
 SCRIPTS = (
-    PUT, ADD, GRANT_ADD, GRANT_TAKE, DELETE_IF_GRANT, CONSUME, INCR,
+    PUT, ADD, DELETE, GRANT_ADD, GRANT_TAKE, DELETE_IF_GRANT, CONSUME, INCR,
     CREATE_USER, GET_USER, FIND_USER, UPDATE_USER, DELETE_USER, ADD_IDENTITY, FIND_BY_MAIL,
     INDEX_USER, INDEX_USER_IDS, SAVE_KEY, LIST_KEYS, SET_META_IF_ABSENT, *DIRECTORY_SCRIPTS,
 )  # fmt: skip
@@ -304,6 +313,33 @@ def _seconds(milliseconds: int) -> int:
 
 
 Call = tuple[Script, Sequence[str], Sequence[str | int]]
+
+
+def _put_calls(kind: str, id: str, payload: JSON, ttl: int, grant_id: str | None) -> list[Call]:
+    """A checked ``put``: the artefact write and, with a grant, the grant index update."""
+    check_key(kind, id)
+    check_seconds("ttl", ttl)
+    check_grant(grant_id)
+    text = encode("payload", payload)
+    key = artefact_key(kind, id)
+    write: Call = (PUT, [key], [text, grant_id or "", ttl * 1000])
+    if grant_id is None:
+        return [write]
+    return [write, (GRANT_ADD, [grant_key(grant_id)], [key, ttl * 1000])]
+
+
+def _delete_calls(kind: str, id: str) -> list[Call]:
+    """A checked ``delete``: the artefact and the counter of that name."""
+    check_key(kind, id)
+    return [(DELETE, [artefact_key(kind, id), counter_key(kind, id)], [])]
+
+
+def _prepare(write: Write) -> list[Call]:
+    if isinstance(write, Put):
+        return _put_calls(write.kind, write.id, write.payload, write.ttl, write.grant_id)
+    if isinstance(write, Delete):
+        return _delete_calls(write.kind, write.id)
+    raise TypeError(f"apply takes Put and Delete values, got {type(write).__name__}")
 
 
 def _index_call(user_id: str, doc: str, pairs: list[list[str]]) -> Call:
@@ -447,17 +483,42 @@ class RedisStore(RedisDirectoryMixin):
 
     # -- ArtefactStore -----------------------------------------------------------------
 
-    async def put(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> None:
-        check_key(kind, id)
-        check_seconds("ttl", ttl)
-        check_grant(grant_id)
-        text = encode("payload", payload)
-        key = artefact_key(kind, id)
-        write: Call = (PUT, [key], [text, grant_id or "", ttl * 1000])
-        if grant_id is None:
-            await self._eval(*write)
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        return write_behind.block(self, self._pipeline_writes)
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        calls = [call for write in writes for call in _prepare(write)]
+        queued = write_behind.take(self)
+        await self._pipeline_writes([*queued, *calls], queued)
+
+    async def _pipeline_writes(self, calls: list[Call], queued: list[Call] | None = None) -> None:
+        """``calls`` in one pipelined round trip; ``queued`` (taken from a ``batch`` block) go back
+        to its queue when that fails."""
+        if not calls:
+            return
+        try:
+            await self._eval_many(calls)
+        except BaseException:
+            write_behind.give_back(self, queued or [])
+            raise
+
+    async def _flush(self) -> None:
+        """Before an artefact operation: make the writes this task's ``batch`` block has queued."""
+        queued = write_behind.take(self)
+        if queued:
+            await self._pipeline_writes(queued, queued)
+
+    async def _write_or_queue(self, calls: list[Call]) -> None:
+        queue = write_behind.queue_for(self)
+        if queue is not None:
+            queue.writes.extend(calls)
+        elif len(calls) == 1:
+            await self._eval(*calls[0])
         else:
-            await self._eval_many([write, (GRANT_ADD, [grant_key(grant_id)], [key, ttl * 1000])])
+            await self._eval_many(calls)
+
+    async def put(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> None:
+        await self._write_or_queue(_put_calls(kind, id, payload, ttl, grant_id))
 
     async def add(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> bool:
         check_key(kind, id)
@@ -465,6 +526,7 @@ class RedisStore(RedisDirectoryMixin):
         check_grant(grant_id)
         text = encode("payload", payload)
         key = artefact_key(kind, id)
+        await self._flush()
         if not await self._eval(ADD, [key], [text, grant_id or "", ttl * 1000]):
             return False
         if grant_id is not None:
@@ -473,11 +535,13 @@ class RedisStore(RedisDirectoryMixin):
 
     async def get(self, kind: str, id: str) -> JSON | None:
         check_key(kind, id)
+        await self._flush()
         found = await self._redis.hget(artefact_key(kind, id), "payload")
         return None if found is None else decode(found)
 
     async def consume(self, kind: str, id: str) -> Consumed | None:
         check_key(kind, id)
+        await self._flush()
         found = await self._eval(CONSUME, [artefact_key(kind, id)], [])
         if found is None:
             return None
@@ -485,11 +549,11 @@ class RedisStore(RedisDirectoryMixin):
         return Consumed(payload=decode(payload), grant_id=grant or None, first=int(uses) == 1)
 
     async def delete(self, kind: str, id: str) -> None:
-        check_key(kind, id)
-        await self._redis.delete(artefact_key(kind, id), counter_key(kind, id))
+        await self._write_or_queue(_delete_calls(kind, id))
 
     async def revoke_grant(self, grant_id: str) -> int:
         check_text("grant_id", grant_id)
+        await self._flush()
         members = cast(list[str], await self._eval(GRANT_TAKE, [grant_key(grant_id)], []))
         if not members:
             return 0
@@ -499,11 +563,13 @@ class RedisStore(RedisDirectoryMixin):
     async def incr(self, kind: str, id: str, window: int) -> Counter:
         check_key(kind, id)
         check_seconds("window", window)
+        await self._flush()
         value, left = await self._eval(INCR, [counter_key(kind, id)], [window * 1000])
         return Counter(value=int(value), expires_in=_seconds(int(left)))
 
     async def ttl(self, kind: str, id: str) -> int | None:
         check_key(kind, id)
+        await self._flush()
         left = await self._redis.pttl(artefact_key(kind, id))
         return None if left < 0 else _seconds(left)
 

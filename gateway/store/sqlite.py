@@ -9,18 +9,30 @@ Each store instance has two connections to the file, both in WAL mode with
   either gets the write lock at once (``BEGIN IMMEDIATE``) or fails with ``SQLITE_BUSY``
   without waiting. No checkpoint and no purge ever runs on it, so it never fsyncs.
 - the *worker connection*, on one dedicated thread (``worker.WorkerThread``) with a 5 s busy
-  timeout. It does whatever may wait or take long: an operation that met ``SQLITE_BUSY`` on
-  the loop (another process held the write lock; a write first tries again on the loop after
-  sleeps of 0, 1 and 2 ms, which let the loop run on) is redone there from the start; a write
-  that falls due for maintenance (the purge of expired rows, at most once a minute; a
-  ``PASSIVE`` checkpoint every ``CHECKPOINT_EVERY`` loop commits) runs there with it; and
-  ``migrate``. Before the loop connection exists (or when it cannot be opened), everything
-  runs there, as it always did.
+  timeout and ``wal_autocheckpoint = 0`` too. It does whatever may wait or take long: an
+  operation that met ``SQLITE_BUSY`` on the loop (another process held the write lock; a write
+  first tries again on the loop after sleeps of 0, 1 and 2 ms, which let the loop run on) is
+  redone there from the start; a write that falls due for maintenance (the purge of expired
+  rows, at most once a minute; a ``PASSIVE`` checkpoint every ``CHECKPOINT_EVERY`` commits of
+  this store, on either connection) runs there with it; and ``migrate``. Before the loop
+  connection exists (or when it cannot be opened), everything runs there, as it always did.
+  Checkpoints run only on that schedule: with SQLite's default automatic checkpoint, every
+  write redone there (frequent with several worker processes) paid a checkpoint and its fsyncs.
+  With several processes reading and writing all the time, a ``PASSIVE`` checkpoint seldom finds
+  the log unused, so the log would never start over and grow without end; when it still holds
+  ``RESTART_FRAMES`` frames after one, a ``RESTART`` checkpoint follows, which waits (busy
+  timeout) for the readers and holds writers back until the next write starts the log over.
 
 Why: the thread hop cost ~60-100 µs of CPU per operation, more than the SQLite work
-(docs/adr/0004-sqlite-on-the-event-loop-without-waiting.md). Every write is still one
-``BEGIN IMMEDIATE`` transaction, so several processes (``uvicorn --workers N``) can share the
-file, and each lookup steps its statement to the end, so no read transaction outlives a call.
+(docs/adr/0004-sqlite-on-the-event-loop-without-waiting.md; checkpoints: docs/adr/0008). Every
+write is still one ``BEGIN IMMEDIATE`` transaction, so several processes (``uvicorn --workers N``)
+can share the file, and each lookup steps its statement to the end, so no read transaction
+outlives a call.
+
+Blind writes (``put``, ``delete``) queued by a write-behind block (``batch``,
+``gateway.store.write_behind``) or given to ``apply`` run in the transaction of the next artefact
+operation (a lookup then runs in a write transaction), so several writes share one
+``BEGIN IMMEDIATE … COMMIT``.
 
 ``consume`` and ``incr`` are single atomic statements (``UPDATE … RETURNING`` / upsert
 ``RETURNING``, SQLite >= 3.35). SQL text is constant, so each connection's statement cache
@@ -49,11 +61,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.store.base import JSON, Consumed, Counter
+from gateway.store import write_behind
+from gateway.store.base import JSON, Consumed, Counter, Delete, Put, Write
 from gateway.store.sqlite_directory import DIRECTORY_SCHEMA, SQLiteDirectoryMixin, delete_user_rows
 from gateway.store.validate import (
     SCHEMA_VERSION,
@@ -80,7 +94,10 @@ Work = Callable[[sqlite3.Connection, float], T]
 
 BUSY_TIMEOUT_SECONDS = 5.0
 PURGE_INTERVAL_SECONDS = 60.0
-CHECKPOINT_EVERY = 1000  # loop commits between checkpoints: a log of some 5000 pages (~20 MB) at most
+CHECKPOINT_EVERY = 1000  # commits between checkpoints: a log of some 5000 pages (~20 MB) at most
+# A log still this long after a PASSIVE checkpoint (~80 MB) did not start over for several rounds:
+# readers of other processes kept it in use. A RESTART checkpoint then waits for them.
+RESTART_FRAMES = 20_000
 PURGE_BATCH = 500
 MIN_SQLITE = (3, 35, 0)
 BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes: try the worker
@@ -179,6 +196,53 @@ def _seconds_left(expires_at: float, now: float) -> int:
     return max(math.ceil(expires_at - now), 0)
 
 
+def _put_work(kind: str, id: str, payload: JSON, ttl: int, grant_id: str | None) -> Work[None]:
+    """A checked ``put``, ready to run in a transaction."""
+    check_key(kind, id)
+    check_seconds("ttl", ttl)
+    check_grant(grant_id)
+    text = encode("payload", payload)
+
+    def work(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute(PUT, {"kind": kind, "id": id, "payload": text, "grant": grant_id, "expires": now + ttl})
+
+    return work
+
+
+def _delete_work(kind: str, id: str) -> Work[None]:
+    """A checked ``delete``, ready to run in a transaction."""
+    check_key(kind, id)
+
+    def work(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute(DELETE_ARTEFACT, (kind, id))
+        conn.execute(DELETE_COUNTER, (kind, id))
+
+    return work
+
+
+def _prepare(write: Write) -> Work[None]:
+    if isinstance(write, Put):
+        return _put_work(write.kind, write.id, write.payload, write.ttl, write.grant_id)
+    if isinstance(write, Delete):
+        return _delete_work(write.kind, write.id)
+    raise TypeError(f"apply takes Put and Delete values, got {type(write).__name__}")
+
+
+def _after(writes: list[Work[None]], work: Work[T]) -> Work[T]:
+    """``work`` preceded, in the same transaction, by ``writes``."""
+
+    def chained(conn: sqlite3.Connection, now: float) -> T:
+        for write in writes:
+            write(conn, now)
+        return work(conn, now)
+
+    return chained
+
+
+def _nothing(conn: sqlite3.Connection, now: float) -> None:
+    return None
+
+
 class SQLiteStore(SQLiteDirectoryMixin):
     """``Store`` over one SQLite file; see the module docstring."""
 
@@ -189,6 +253,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
         clock: Callable[[], float] = time.time,
         purge_interval: float = PURGE_INTERVAL_SECONDS,
         checkpoint_every: int = CHECKPOINT_EVERY,
+        restart_frames: int = RESTART_FRAMES,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
@@ -198,6 +263,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
         self._clock = clock
         self._purge_interval = purge_interval
         self._checkpoint_every = checkpoint_every
+        self._restart_frames = restart_frames
         self._worker = WorkerThread("gateway-sqlite")
         self._closed = False
         # The worker connection, touched only on the worker thread:
@@ -205,7 +271,8 @@ class SQLiteStore(SQLiteDirectoryMixin):
         # Set on the worker, read on the loop to route a write that falls due for maintenance
         # (a stale read costs at most one write routed one way rather than the other):
         self._next_purge = float("-inf")
-        self._loop_commits = 0  # since the last checkpoint
+        self._loop_commits = 0  # since the last checkpoint (counted on the loop)
+        self._worker_commits = 0  # since the last checkpoint (counted on the worker)
         # The loop connection, touched only on the thread that opened it (the event loop's):
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_thread: int | None = None
@@ -227,6 +294,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
                     raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             except BaseException:
                 conn.close()
                 raise
@@ -249,9 +317,12 @@ class SQLiteStore(SQLiteDirectoryMixin):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        if self._loop_commits >= self._checkpoint_every:
-            self._loop_commits = 0
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self._worker_commits += 1
+        if self._loop_commits + self._worker_commits >= self._checkpoint_every:
+            self._loop_commits = self._worker_commits = 0
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= self._restart_frames:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         return result
 
     def _purge(self, conn: sqlite3.Connection, now: float) -> None:
@@ -358,7 +429,8 @@ class SQLiteStore(SQLiteDirectoryMixin):
         due also goes to the worker."""
         self._check_open()
         conn = self._open_loop_conn()
-        if conn is None or self._clock() >= self._next_purge or self._loop_commits >= self._checkpoint_every:
+        commits = self._loop_commits + self._worker_commits
+        if conn is None or self._clock() >= self._next_purge or commits >= self._checkpoint_every:
             return await self._submit(self._write_now, work)
         for delay in (*LOOP_RETRY_DELAYS, None):
             try:
@@ -403,17 +475,48 @@ class SQLiteStore(SQLiteDirectoryMixin):
 
     # -- ArtefactStore -----------------------------------------------------------------
 
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        return write_behind.block(self, self._apply_now)
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        await self._apply_now([_prepare(write) for write in writes])
+
+    async def _apply_now(self, writes: list[Work[None]]) -> None:
+        queued = write_behind.take(self)
+        if queued or writes:
+            await self._write_queued(queued, _after([*queued, *writes], _nothing))
+
+    async def _artefact_write(self, work: Work[T]) -> T:
+        """``_write`` for an artefact operation: this task's queued writes (``batch``) run first,
+        in the same transaction."""
+        queued = write_behind.take(self)
+        if not queued:
+            return await self._write(work)
+        return await self._write_queued(queued, _after(queued, work))
+
+    async def _artefact_lookup(self, work: Work[T]) -> T:
+        """``_lookup`` for an artefact read; with writes queued (``batch``) it runs after them in
+        their write transaction, so the task reads its own writes."""
+        queued = write_behind.take(self)
+        if not queued:
+            return await self._lookup(work)
+        return await self._write_queued(queued, _after(queued, work))
+
+    async def _write_queued(self, queued: list[Work[None]], work: Work[T]) -> T:
+        """Run ``work``, which starts with the ``queued`` writes taken from the block; they go
+        back to the queue if the transaction fails."""
+        try:
+            return await self._write(work)
+        except BaseException:
+            write_behind.give_back(self, queued)
+            raise
+
     async def put(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> None:
-        check_key(kind, id)
-        check_seconds("ttl", ttl)
-        check_grant(grant_id)
-        text = encode("payload", payload)
-
-        def work(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(
-                PUT, {"kind": kind, "id": id, "payload": text, "grant": grant_id, "expires": now + ttl}
-            )
-
+        work = _put_work(kind, id, payload, ttl, grant_id)
+        queue = write_behind.queue_for(self)
+        if queue is not None:
+            queue.writes.append(work)
+            return
         await self._write(work)
 
     async def add(self, kind: str, id: str, payload: JSON, ttl: int, *, grant_id: str | None = None) -> bool:
@@ -433,7 +536,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
             }
             return conn.execute(ADD, params).fetchone() is not None
 
-        return await self._write(work)
+        return await self._artefact_write(work)
 
     async def get(self, kind: str, id: str) -> JSON | None:
         check_key(kind, id)
@@ -442,7 +545,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
             row = _one(conn, GET, (kind, id, now))
             return None if row is None else decode(row[0])
 
-        return await self._lookup(work)
+        return await self._artefact_lookup(work)
 
     async def consume(self, kind: str, id: str) -> Consumed | None:
         check_key(kind, id)
@@ -453,15 +556,14 @@ class SQLiteStore(SQLiteDirectoryMixin):
                 return None
             return Consumed(payload=decode(row[0]), grant_id=row[1], first=row[2] == 1)
 
-        return await self._write(work)
+        return await self._artefact_write(work)
 
     async def delete(self, kind: str, id: str) -> None:
-        check_key(kind, id)
-
-        def work(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(DELETE_ARTEFACT, (kind, id))
-            conn.execute(DELETE_COUNTER, (kind, id))
-
+        work = _delete_work(kind, id)
+        queue = write_behind.queue_for(self)
+        if queue is not None:
+            queue.writes.append(work)
+            return
         await self._write(work)
 
     async def revoke_grant(self, grant_id: str) -> int:
@@ -470,7 +572,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
         def work(conn: sqlite3.Connection, now: float) -> int:
             return sum(1 for (expires_at,) in conn.execute(REVOKE, (grant_id,)) if expires_at > now)
 
-        return await self._write(work)
+        return await self._artefact_write(work)
 
     async def incr(self, kind: str, id: str, window: int) -> Counter:
         check_key(kind, id)
@@ -481,7 +583,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
             value, expires_at = conn.execute(INCR, params).fetchone()
             return Counter(value=value, expires_in=_seconds_left(expires_at, now))
 
-        return await self._write(work)
+        return await self._artefact_write(work)
 
     async def ttl(self, kind: str, id: str) -> int | None:
         check_key(kind, id)
@@ -490,7 +592,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
             row = _one(conn, TTL, (kind, id, now))
             return None if row is None else _seconds_left(row[0], now)
 
-        return await self._lookup(work)
+        return await self._artefact_lookup(work)
 
     # -- DirectoryStore ----------------------------------------------------------------
 

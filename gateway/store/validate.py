@@ -17,17 +17,21 @@ MAX_ID_LENGTH = 1024
 MAX_TTL = 10 * 366 * 86400
 SCHEMA_VERSION = 3  # 1: first release; 2: users indexed by mail; 3: soft delete, groups, app links
 MAX_USER_MAILS = 250
+_GOOD_KINDS: set[str] = set()  # kinds that passed ``check_key`` (bounded)
 # One encoder for every write: ``json.dumps`` with options builds a new encoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def check_key(kind: str, id: str) -> None:
     """``kind`` names a family (letters, digits, ``. _ -``); ``id`` is any non-empty string."""
-    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
-        raise ValueError(
-            f"artefact kind {kind!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not isinstance(kind, str) or kind not in _GOOD_KINDS:  # a handful of constants: each matched once
+        if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
+            raise ValueError(
+                f"artefact kind {kind!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if len(_GOOD_KINDS) < 1024:
+            _GOOD_KINDS.add(kind)
     check_text("artefact id", id)
 
 

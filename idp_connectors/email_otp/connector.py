@@ -159,13 +159,12 @@ class EmailOtpConnector:
         if deliver:
             self.ctx.mail.send(message)
 
-    def _matches(self, stored: object, challenge_id: str, address_key: str, candidate: str) -> bool:
+    def _matches(self, stored: object, address_key: str, candidate_hash: str, well_formed: bool) -> bool:
+        """Constant-time: the stored passcode hash and address both match (and the candidate was
+        well formed); ``candidate_hash`` is ``_passcode_hash`` of the candidate, computed once."""
         if not isinstance(stored, dict):
             return False
-        well_formed = len(candidate) == self.policy.length and _DIGITS.fullmatch(candidate) is not None
-        code_ok = hmac.compare_digest(
-            self._passcode_hash(challenge_id, candidate).encode(), str(stored.get("hash", "")).encode()
-        )
+        code_ok = hmac.compare_digest(candidate_hash.encode(), str(stored.get("hash", "")).encode())
         address_ok = hmac.compare_digest(address_key.encode(), str(stored.get("address", "")).encode())
         return well_formed and code_ok and address_ok
 
@@ -184,7 +183,9 @@ class EmailOtpConnector:
             await self._lock(challenge_id)
             raise TooManyAttempts("too many wrong passcodes; start the sign-in again")
         candidate = "".join(code.split())
-        if not self._matches(stored, challenge_id, address_key, candidate):
+        well_formed = len(candidate) == self.policy.length and _DIGITS.fullmatch(candidate) is not None
+        candidate_hash = self._passcode_hash(challenge_id, candidate)
+        if not self._matches(stored, address_key, candidate_hash, well_formed):
             left = self.policy.max_attempts - attempts.value
             if left <= 0:
                 await self._lock(challenge_id)
@@ -194,7 +195,7 @@ class EmailOtpConnector:
         if (
             consumed is None
             or not consumed.first
-            or not self._matches(consumed.payload, challenge_id, address_key, candidate)
+            or not self._matches(consumed.payload, address_key, candidate_hash, well_formed)
         ):
             raise PasscodeExpired("this passcode has expired or was already used; ask for a new one")
         return UpstreamIdentity(

@@ -135,7 +135,7 @@ async def test_a_soft_deleted_users_assignments_are_hidden_until_restored(backen
         ({**assignment("a1", "u1"), "appRoleId": None}, ValueError, r"'appRoleId'\] must be a non-empty"),
         (assignment("a1", ""), ValueError, r"'principalId'\] must be a non-empty"),
         (assignment("a1", "u1", ""), ValueError, r"'resourceId'\] must be a non-empty"),
-        (assignment("a1", "u1", 7), ValueError, r"'resourceId'\] must be a non-empty"),
+        (assignment("a1", "u1", 7), ValueError, r"'resourceId'\] must be a non-empty"),  # type: ignore[arg-type]
         (assignment("a1", "u1", "r" * 1025), ValueError, "longer than 1024"),
         (
             assignment("a1", "u1", principalType="user"),

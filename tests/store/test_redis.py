@@ -12,7 +12,10 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 import gateway.store.redis as redis_module
-from gateway.store.redis import (
+from gateway.store.base import Delete, Put
+from gateway.store.redis import Client, RedisStore, artefact_key, counter_key, grant_key
+from gateway.store.redis_keys import (
+    DIR_KEYS,
     IDENTITIES,
     META,
     SIGNING_KEY_ORDER,
@@ -21,14 +24,8 @@ from gateway.store.redis import (
     USER_IDENTITIES,
     USER_MAILS,
     USERS,
-    Client,
-    RedisStore,
-    artefact_key,
-    counter_key,
-    grant_key,
     mail_key,
 )
-from gateway.store.redis_keys import DIR_KEYS
 
 pytestmark = pytest.mark.redis
 
@@ -351,3 +348,45 @@ async def test_upgrade_indexes_what_is_stored_when_a_user_changed_since_the_scan
     assert await raw.hgetall(USER_MAILS) == {"u1": '["now@x.example"]'}
     assert await raw.keys("gw:{dir}:mail:*") == [mail_key("now@x.example")]
     assert await raw.hgetall(USER_IDENTITIES) == {"u1": '[["iss","sub-u1"]]'}
+
+
+async def test_a_block_pipelines_its_writes_in_one_round_trip(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = redis_store._eval_many
+    batches: list[int] = []
+
+    async def counting(calls: Any) -> list[Any]:
+        batches.append(len(calls))
+        return await real(calls)
+
+    monkeypatch.setattr(redis_store, "_eval_many", counting)
+    async with redis_store.batch():
+        await redis_store.put("session", "s", {"v": 1}, 60, grant_id="g")  # artefact + grant index
+        await redis_store.delete("signin", "t")
+        await redis_store.put("code", "c", {"v": 2}, 60)
+        assert batches == []
+    assert batches == [4]
+    await redis_store.apply([Put("code", "a", {"v": 1}, 60), Delete("code", "c")])
+    assert batches == [4, 2]
+    assert await redis_store.get("session", "s") == {"v": 1}
+    assert await redis_store.get("code", "c") is None
+
+
+async def test_queued_writes_go_back_to_the_block_when_their_pipeline_fails(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = redis_store._eval_many
+    failures = [ConnectionError("connection reset")]
+
+    async def failing_once(calls: Any) -> list[Any]:
+        if failures:
+            raise failures.pop()
+        return await real(calls)
+
+    monkeypatch.setattr(redis_store, "_eval_many", failing_once)
+    async with redis_store.batch():
+        await redis_store.put("session", "s", {"v": 1}, 60)
+        with pytest.raises(ConnectionError, match="reset"):
+            await redis_store.get("session", "s")
+    assert await redis_store.get("session", "s") == {"v": 1}  # made when the block ended

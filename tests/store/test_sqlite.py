@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import gateway.store.sqlite as sqlite_module
+from gateway.store.base import Delete, Put
 from gateway.store.sqlite import SQLiteStore
 from tests.store.conftest import FakeClock
 
@@ -152,6 +153,79 @@ async def test_other_errors_on_the_loop_are_raised_not_retried(sqlite_store: SQL
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         await sqlite_store._write(work)
     assert sqlite_store.busy_fallbacks == 0
+
+
+async def test_the_worker_connection_never_checkpoints_by_itself(sqlite_store: SQLiteStore) -> None:
+    def autocheckpoint(conn: sqlite3.Connection, now: float) -> int:
+        return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    assert await sqlite_store._read(autocheckpoint) == 0
+
+
+async def test_commits_on_the_worker_count_towards_the_checkpoint_schedule(tmp_path: Path) -> None:
+    """Writes redone on the worker (busy fallbacks) neither checkpoint on every commit (SQLite's
+    automatic checkpoint, with its fsyncs) nor escape the schedule."""
+
+    def put(n: int) -> Any:
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(sqlite_module.PUT, {"kind": "blob", "id": f"b{n}", "payload": "x" * 3000,
+                                             "grant": None, "expires": now + 600})  # fmt: skip
+
+        return work
+
+    async def frames_in_log(store: SQLiteStore) -> int:
+        """Commits 600 writes on the worker; the frames the log holds since it last started over."""
+        await store.migrate()
+        for n in range(600):
+            await store._submit(store._write_now, put(n))
+        with closing(sqlite3.connect(store.path)) as raw:
+            frames = int(raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        await store.close()
+        return frames
+
+    unchecked = await frames_in_log(SQLiteStore(tmp_path / "unchecked.db", checkpoint_every=10**9))
+    checked = await frames_in_log(SQLiteStore(tmp_path / "checked.db", checkpoint_every=50))
+    assert unchecked > 1500  # no automatic checkpoint (at 1000 frames by default) on the worker
+    assert checked < 500  # its commits are counted: the schedule checkpoints them
+
+
+async def test_a_log_kept_in_use_by_readers_is_made_to_start_over(tmp_path: Path) -> None:
+    """A reader of another process keeps the log in use during the PASSIVE checkpoint, so the log
+    cannot start over; once it is ``restart_frames`` long, a RESTART checkpoint waits for the
+    reader (here: up to 1 s) and the log starts over at the next write."""
+
+    def frames_in_log(path: str) -> int:
+        with closing(sqlite3.connect(path)) as raw:
+            return int(raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+    async def write_past_a_reader(store: SQLiteStore) -> int:
+        await store.migrate()
+        await store.put("blob", "first", {"data": "x"}, 600)  # the first write goes to the worker
+        reader = sqlite3.connect(store.path, check_same_thread=False)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM artefacts").fetchall()  # holds its snapshot of the log
+        timer = threading.Timer(1.0, reader.rollback)
+        timer.start()
+        try:
+            for n in range(50):  # the last one checkpoints (on the worker) while the reader holds on
+                await store.put("blob", f"b{n}", {"data": "x" * 2000}, 600)
+            await asyncio.to_thread(timer.join)
+            await store.put("blob", "after", {"data": "x"}, 600)
+        finally:
+            timer.join()
+            reader.close()
+        frames = frames_in_log(store.path)
+        await store.close()
+        return frames
+
+    kept = await write_past_a_reader(
+        SQLiteStore(tmp_path / "kept.db", checkpoint_every=50, restart_frames=10**9)
+    )
+    restarted = await write_past_a_reader(
+        SQLiteStore(tmp_path / "restarted.db", checkpoint_every=50, restart_frames=20)
+    )
+    assert kept > 60  # every commit is still in the log
+    assert restarted < 10  # only the last write: the log started over after the RESTART checkpoint
 
 
 async def test_loop_commits_are_checkpointed_on_the_worker(tmp_path: Path) -> None:
@@ -415,3 +489,87 @@ async def test_directory_rows_follow_create_update_and_delete(sqlite_store: SQLi
     assert await sqlite_store.delete_user("u1")
     assert rows() == []
     assert (raw_count(path, "users"), raw_count(path, "identities")) == (0, 0)
+
+
+# -- write-behind blocks and apply: one transaction -------------------------------------
+
+
+@pytest.fixture
+async def warm_store(sqlite_store: SQLiteStore) -> SQLiteStore:
+    """A store whose first write (the purge that goes to the worker) is behind it: writes commit on
+    the loop and are counted in ``_loop_commits``."""
+    await sqlite_store.put("warm", "w", {}, 60)
+    assert sqlite_store._loop_commits == 0
+    await sqlite_store.put("warm", "w", {}, 60)
+    assert sqlite_store._loop_commits == 1
+    return sqlite_store
+
+
+async def test_a_block_makes_its_queued_writes_in_one_transaction(warm_store: SQLiteStore) -> None:
+    before = warm_store._loop_commits
+    async with warm_store.batch():
+        await warm_store.put("session", "s", {"v": 1}, 60, grant_id="g")
+        await warm_store.delete("signin", "t")
+        await warm_store.put("code", "c", {"v": 2}, 60, grant_id="g")
+        assert warm_store._loop_commits == before
+    assert warm_store._loop_commits == before + 1
+    assert raw_count(warm_store.path, "artefacts") == 3
+
+
+async def test_queued_writes_share_the_next_operations_transaction(warm_store: SQLiteStore) -> None:
+    await warm_store.put("code", "c", {"v": 1}, 60)
+    before = warm_store._loop_commits
+    async with warm_store.batch():
+        await warm_store.put("access", "a", {"v": 2}, 60)
+        await warm_store.put("access", "b", {"v": 3}, 60)
+        found = await warm_store.consume("code", "c")
+        assert found is not None and found.first
+        assert warm_store._loop_commits == before + 1
+        await warm_store.put("access", "c", {"v": 4}, 60)
+        assert await warm_store.get("revoked-grant", "g") is None  # a read after a write: one transaction
+        assert warm_store._loop_commits == before + 2
+    assert warm_store._loop_commits == before + 2  # nothing left to apply
+
+
+async def test_apply_is_one_transaction(warm_store: SQLiteStore) -> None:
+    before = warm_store._loop_commits
+    await warm_store.apply(
+        [Put("code", "a", {"v": 1}, 60), Put("code", "b", {"v": 2}, 60), Delete("code", "a")]
+    )
+    assert warm_store._loop_commits == before + 1
+    assert raw_count(warm_store.path, "artefacts") == 2
+
+
+async def test_queued_writes_go_back_to_the_block_when_their_transaction_fails(
+    warm_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = warm_store._write
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    async def failing_once(work: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_write(work)
+
+    monkeypatch.setattr(warm_store, "_write", failing_once)
+    async with warm_store.batch():
+        await warm_store.put("session", "s", {"v": 1}, 60)
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+            await warm_store.consume("code", "c")
+        assert raw_count(warm_store.path, "artefacts") == 1
+    assert raw_count(warm_store.path, "artefacts") == 2  # made when the block ended
+    assert await warm_store.get("session", "s") == {"v": 1}
+
+
+async def test_a_failed_block_end_raises_and_writes_nothing(
+    warm_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(work: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(warm_store, "_write", failing)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        async with warm_store.batch():
+            await warm_store.put("session", "s", {"v": 1}, 60)
+            await warm_store.put("code", "c", {"v": 2}, 60)
+    assert raw_count(warm_store.path, "artefacts") == 1

@@ -14,6 +14,7 @@ import pytest
 
 import gateway.store.sqlite_directory as sqlite_directory
 from gateway.store.sqlite import SQLiteStore
+from gateway.store.validate_directory import deleted_view
 
 ISS = "https://iss.example"
 T0 = 1_700_000_000
@@ -132,7 +133,7 @@ async def test_list_users_runs_on_the_worker_thread(
     """A filtered listing may scan every user, so it runs where waiting is fine (ADR 0004)."""
     assert await sqlite_store.create_user({"id": "u1", "userType": "Guest"}, [(ISS, "a")])
     threads: list[int] = []
-    original = sqlite_directory.deleted_view
+    original = deleted_view  # the function sqlite_directory imported
 
     def record_thread(user: Any, at: int) -> Any:
         threads.append(threading.get_ident())
