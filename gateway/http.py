@@ -7,7 +7,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -30,6 +30,13 @@ PAGE_HEADERS = {
 MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 100
 _JSON = json.JSONEncoder(separators=(",", ":"))  # ``json.dumps`` with options builds one per call
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what a page's CSP ``form-action`` must allow when a form
+    submission ends in a redirect there (Chromium applies ``form-action`` to that redirect)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def page_headers(form_action: str = "") -> dict[str, str]:

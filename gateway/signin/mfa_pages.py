@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from starlette.routing import Route
 
 from gateway import audit
 from gateway.directory.users import iso
+from gateway.http import origin
 from gateway.mfa import methods, qr
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
@@ -91,12 +91,6 @@ async def _load_post(
     return loaded, form
 
 
-def _origin(url: str) -> str:
-    """The redirect URI's origin: a successful POST ends in a redirect there (CSP form-action)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _page(
     rt: Runtime,
     request: Request,
@@ -116,7 +110,7 @@ def _page(
         app_name=app.name if app is not None else rt.settings.tenant.name,
     )
     return render(
-        request, template, context, status=status, headers=headers, form_action=_origin(signin.redirect_uri)
+        request, template, context, status=status, headers=headers, form_action=origin(signin.redirect_uri)
     )
 
 

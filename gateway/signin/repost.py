@@ -13,12 +13,10 @@ Nothing is stored or consumed before the re-POST.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.http import page_headers
+from gateway.http import origin, page_headers
 from gateway.pages import render
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -63,5 +61,4 @@ async def _app_origin(rt: Runtime, state: str | None) -> str:
     signin = await transaction.load(rt.store, str(found.get("signin_id", ""))) if found else None
     if signin is None or not signin.redirect_uri:
         return ""
-    parts = urlsplit(signin.redirect_uri)
-    return f"{parts.scheme}://{parts.netloc}"
+    return origin(signin.redirect_uri)

@@ -7,14 +7,13 @@ transaction and the browser that started it; every POST carries a CSRF token.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import audit
-from gateway.http import client_ip, write_behind
+from gateway.http import client_ip, origin, write_behind
 from gateway.pages import error_page, render
 from gateway.policy.home_realm import Route as RealmRoute
 from gateway.policy.signup import self_service_sign_up
@@ -92,12 +91,6 @@ def _app_name(rt: Runtime, signin: SignIn) -> str:
     return app.name if app else signin.app_id
 
 
-def _origin(url: str) -> str:
-    """The redirect URI's origin: form submissions here end in a redirect there (CSP form-action)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _email_page(
     rt: Runtime,
     request: Request,
@@ -122,7 +115,7 @@ def _email_page(
         },
         status=status,
         headers=headers,
-        form_action=_origin(signin.redirect_uri),
+        form_action=origin(signin.redirect_uri),
     )
 
 
@@ -151,7 +144,7 @@ def _passcode_page(
         },
         status=status,
         headers=headers,
-        form_action=_origin(signin.redirect_uri),
+        form_action=origin(signin.redirect_uri),
     )
 
 
