@@ -85,7 +85,8 @@ class ArtefactStore(Protocol):
         """Create the artefact only if absent (replay caches, single-use markers); True if created."""
 
     async def get(self, kind: str, id: str) -> JSON | None:
-        """The live payload, or None when absent, expired, revoked or already consumed."""
+        """The live payload, or None when absent, expired or revoked (a consumed artefact is still
+        read: ``consume`` reports whether a use was the first)."""
 
     async def consume(self, kind: str, id: str) -> Consumed | None:
         """Atomically mark the artefact used and return it; see ``Consumed``. None when absent."""

@@ -476,25 +476,31 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_on_loopback(host: str = "127.0.0.1", **kwargs: Any) -> Iterator[OidcTestIdP]:
-    """An ``OidcTestIdP`` at ``http://127.0.0.1:PORT`` served by uvicorn in a thread (for browser tests)."""
-    port = free_port(host)
-    idp = OidcTestIdP(f"http://{host}:{port}", **kwargs)
-    server = uvicorn.Server(
-        uvicorn.Config(idp.app, host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name=f"oidc-idp-{port}", daemon=True)
+def serve_in_thread(app: Any, host: str, port: int, name: str) -> Iterator[None]:
+    """Serve ``app`` with uvicorn in a daemon thread at ``host:port`` until the block ends (the test
+    upstreams' ``serve_on_loopback``); fails when it has not started within 10 s."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name=f"{name}-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test IdP did not start")
+            raise RuntimeError(f"the test server {name} did not start")
         time.sleep(0.01)
     try:
-        yield idp
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_on_loopback(host: str = "127.0.0.1", **kwargs: Any) -> Iterator[OidcTestIdP]:
+    """An ``OidcTestIdP`` at ``http://127.0.0.1:PORT`` served by uvicorn in a thread (for browser tests)."""
+    port = free_port(host)
+    idp = OidcTestIdP(f"http://{host}:{port}", **kwargs)
+    with serve_in_thread(idp.app, host, port, "oidc-idp"):
+        yield idp
 
 
 ISSUER = "https://idp.partner-a.test"

@@ -34,7 +34,6 @@ import re
 import secrets
 import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,7 +43,6 @@ from typing import Any
 
 import httpx
 import respx
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -65,7 +63,7 @@ from idp_connectors.base import BeginRequest, Callback, ConnectorContext, Redire
 from idp_connectors.saml.config import SamlConfig
 from idp_connectors.saml.connector import SamlConnector
 from tests.support.memory_state import ManualClock, MemoryState
-from tests.support.oidc_idp import free_port
+from tests.support.oidc_idp import free_port, serve_in_thread
 
 IDP_BASE = "https://idp.fabrikam.test"
 IDP_ENTITY_ID = f"{IDP_BASE}/metadata"
@@ -397,21 +395,8 @@ def serve_on_loopback(host: str = "127.0.0.1", hostname: str | None = None) -> I
     Chromium's ``--host-resolver-rules``). Call ``trust_sp`` with the gateway's SP metadata."""
     port = free_port(host)
     idp = SamlTestIdP(f"http://{hostname or host}:{port}")
-    server = uvicorn.Server(
-        uvicorn.Config(idp.app, host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name=f"saml-idp-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the SAML test IdP did not start")
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(idp.app, host, port, "saml-idp"):
         yield idp
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _class(cls: Any) -> str:

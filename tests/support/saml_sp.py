@@ -34,7 +34,6 @@ import base64
 import copy
 import html
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -43,7 +42,6 @@ from urllib.parse import quote_plus
 
 import httpx
 import lxml.html
-import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
@@ -63,7 +61,7 @@ from starlette.routing import Route
 
 from idp_connectors.xmlsecurity.pysaml2_backend import PYSAML2_CONFIG, use_in_process_crypto
 from tests.support.https_loopback import serve_https
-from tests.support.oidc_idp import free_port
+from tests.support.oidc_idp import free_port, serve_in_thread
 from tests.support.saml_idp import KeyPair, key_pair
 
 SP_BASE = "https://sp.northwind.test"
@@ -463,16 +461,5 @@ def serve_on_loopback(
     port = free_port(host)
     sp = SamlTestSP(f"http://{host}:{port}", **kwargs)
     sp.address = f"{host}:{port}"
-    server = uvicorn.Server(uvicorn.Config(sp.app, host=host, port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name=f"saml-sp-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the SAML test SP did not start")
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(sp.app, host, port, "saml-sp"):
         yield sp
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

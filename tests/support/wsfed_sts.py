@@ -26,7 +26,6 @@ import base64
 import datetime as dt
 import html
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +37,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import respx
-import uvicorn
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,7 +54,7 @@ from idp_connectors.wsfed.config import EMAIL, IMMUTABLE_ID, WsFedConfig
 from idp_connectors.wsfed.connector import REPLAY_KIND, WsFedConnector
 from idp_connectors.xmlsecurity.signature import sign_enveloped
 from tests.support.memory_state import ManualClock, MemoryState
-from tests.support.oidc_idp import NoMail, free_port
+from tests.support.oidc_idp import NoMail, free_port, serve_in_thread
 
 SAML1 = "urn:oasis:names:tc:SAML:1.0:assertion"
 SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -518,21 +516,8 @@ def serve_on_loopback(host: str = "127.0.0.1", **kwargs: Any) -> Iterator[Passiv
     """A ``PassiveSts`` at ``http://HOST:PORT`` served by uvicorn in a thread (for browser tests)."""
     port = free_port(host)
     sts = PassiveSts(base_url=f"http://{host}:{port}", **kwargs)
-    server = uvicorn.Server(
-        uvicorn.Config(sts.app, host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name=f"wsfed-sts-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test STS did not start")
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(sts.app, host, port, "wsfed-sts"):
         yield sts
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class WsFedRelyingParty:
