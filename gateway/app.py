@@ -35,6 +35,7 @@ from gateway.signin.federation import ROUTES as FEDERATION_ROUTES
 from gateway.signin.mfa_pages import ROUTES as MFA_ROUTES
 from gateway.signin.redemption import ROUTES as REDEMPTION_ROUTES
 from gateway.signin.routes import ROUTES as SIGNIN_ROUTES
+from gateway.signup.pages import ROUTES as SIGNUP_ROUTES
 
 STATIC = Path(__file__).parent / "static"
 
@@ -69,6 +70,7 @@ def routes(settings: Settings) -> list[Route | Mount]:
         *FEDERATION_ROUTES,
         *REDEMPTION_ROUTES,
         *MFA_ROUTES,
+        *SIGNUP_ROUTES,
         *SAML_SSO_ROUTES,
         *SAML_IDP_ROUTES,
         *AUTH_METHOD_ROUTES,

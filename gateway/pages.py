@@ -1,13 +1,26 @@
-"""HTML pages shared by every part of the service: the error page and page rendering with safe headers."""
+"""HTML pages shared by every part of the service: page rendering in the guest's language with safe
+headers, and the error page.
+
+``render`` picks the page's language (the app's ``ui_locales``, then ``Accept-Language``, then
+``branding.default_language``) and gives the template ``t("key", **values)`` (escaped catalogue
+text), ``lang`` and ``branding``. Top-level context values that are ``Message``s are put in that
+language first, so handlers can pass texts whose language they do not know.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from gateway.http import page_headers
+from gateway.i18n.catalogue import Message
+from gateway.i18n.templates import template_name
+from gateway.i18n.translations import translations_for
+
+CSP = "Content-Security-Policy"
 
 
 def render(
@@ -18,18 +31,45 @@ def render(
     status: int = 200,
     form_action: str = "",
     headers: dict[str, str] | None = None,
+    ui_locales: Sequence[str] = (),
 ) -> Response:
+    runtime = request.app.state.runtime
+    translations = translations_for(runtime.settings)
+    lang = translations.negotiate(ui_locales, request.headers.get("accept-language"))
+    catalogue = translations.catalogue(lang)
+    for name, value in context.items():
+        if isinstance(value, Message):
+            context[name] = catalogue.resolve(value)
+    context.setdefault("request", request)
+    context["t"] = catalogue.html
+    context["lang"] = lang
+    context["branding"] = translations.branding
     merged = page_headers(form_action)
     if headers:
         merged.update(headers)
+    if translations.branding.adapts_policy:
+        merged[CSP] = translations.branding.content_security_policy(merged[CSP])
     # Rendered here rather than through ``TemplateResponse``: no template uses context
     # processors, and a plain ``HTMLResponse`` skips starlette's debug-extension plumbing.
-    context.setdefault("request", request)
-    html = request.app.state.runtime.template(template).render(context)
+    html = runtime.template(template_name(lang, template)).render(context)
     return HTMLResponse(html, status_code=status, headers=merged)
 
 
 def error_page(
-    request: Request, title: str, detail: str, *, status: int = 400, headers: dict[str, str] | None = None
+    request: Request,
+    title: str | Message,
+    detail: str | Message,
+    *,
+    status: int = 400,
+    headers: dict[str, str] | None = None,
+    ui_locales: Sequence[str] = (),
 ) -> Response:
-    return render(request, "error.html", {"title": title, "detail": detail}, status=status, headers=headers)
+    """The error page; a ``Message`` title or detail is shown in the page's language."""
+    return render(
+        request,
+        "error.html",
+        {"title": title, "detail": detail},
+        status=status,
+        headers=headers,
+        ui_locales=ui_locales,
+    )

@@ -22,6 +22,8 @@ import httpx
 import jinja2
 from starlette.templating import Jinja2Templates
 
+from gateway.i18n.templates import install as install_languages
+from gateway.i18n.translations import translations_for
 from gateway.mail.outbox import Outbox, open_outbox
 from gateway.oidc.backchannel import BackchannelSender
 from gateway.policy.home_realm import RealmIndex, build_index
@@ -29,6 +31,7 @@ from gateway.secrets import SecretBox, load_or_create_dev_secret
 from gateway.settings.models import Settings
 from gateway.signin.browser import BrowserBinding
 from gateway.signin.sessions import Sessions
+from gateway.signup.api_connector import ApiConnectorClient, open_api_connectors
 from gateway.store.base import Store
 from gateway.store.factory import open_store
 from gateway.tokens.keys import KeyRing, ensure_keys
@@ -78,6 +81,8 @@ class Runtime:
     http: httpx.AsyncClient
     backchannel: BackchannelSender
     clock: Callable[[], float] = time.time
+    api_connectors: dict[str, ApiConnectorClient] = field(default_factory=dict)
+    """The user flows' API connectors by id (``gateway.signup.api_connector``), opened at start-up."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _compiled: dict[str, jinja2.Template] = field(default_factory=dict)
 
@@ -108,6 +113,8 @@ class Runtime:
                 await task
         await self.outbox.stop()
         await self.backchannel.stop()
+        for api in self.api_connectors.values():
+            await api.aclose()
         await self.http.aclose()
         await self.store.close()
 
@@ -154,19 +161,24 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=100))
     backchannel = BackchannelSender(http)
     backchannel.start()
+    site = translations_for(settings)  # built once, here: every page and mail looks it up
     context = ConnectorContext(
         state=store,
         mail=outbox,
         keyed_hash=box.keyed_hash,
-        tenant_name=settings.tenant.name,
+        tenant_name=site.branding.name,
         http=http,
         clock=clock,
+        mail_texts=site.texts,
+        mail_language=site.default,
+        mail_branding=site.branding.mail,
     )
     connectors = {config.id: _open_connector(settings, config, context) for config in settings.connectors}
     email_otp = next(c for c in connectors.values() if isinstance(c, EmailOtpConnector))
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.auto_reload = False  # templates ship with the code: no stat() of each file per render
-    templates.env.globals["tenant_name"] = settings.tenant.name
+    templates.env.globals["tenant_name"] = site.branding.name
+    install_languages(templates.env, site)  # `<lang>/<name>`: each page compiled with its language's texts
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -184,6 +196,7 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
         http=http,
         backchannel=backchannel,
         clock=clock,
+        api_connectors=open_api_connectors(settings),
     )
     runtime._tasks.append(asyncio.create_task(_refresh_keys(runtime)))
     return runtime

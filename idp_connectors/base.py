@@ -109,8 +109,22 @@ class KeyedHash(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class MailBranding:
+    """How the organisation's mails look: its logo (an absolute URL) and the footer's links."""
+
+    logo_url: str | None = None
+    privacy_url: str | None = None
+    terms_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectorContext:
-    """What the gateway lends a connector: state, mail, a keyed hash and one shared HTTP client."""
+    """What the gateway lends a connector: state, mail, a keyed hash and one shared HTTP client.
+
+    ``tenant_name`` is the organisation's name as mails show it. ``mail_texts`` are the gateway's
+    catalogues (per language tag, key -> text with ``{placeholders}``, English filling the gaps) for
+    the mails a connector writes; ``mail_language`` is the one to use when the caller names none.
+    """
 
     state: ConnectorState
     mail: MailSender
@@ -118,6 +132,9 @@ class ConnectorContext:
     tenant_name: str
     http: httpx.AsyncClient | None = None
     clock: Callable[[], float] | None = None
+    mail_texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    mail_language: str = "en"
+    mail_branding: MailBranding = field(default_factory=MailBranding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +26,16 @@ def identity_object(issuer: str, subject: str) -> dict[str, str]:
 
 
 def new_self_service_guest(
-    identity: UpstreamIdentity, issuer: str, tenant_domain: str, now: int
+    identity: UpstreamIdentity,
+    issuer: str,
+    tenant_domain: str,
+    now: int,
+    properties: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The guest a sign-up user flow creates; ``issuer`` is the directory label (``directory_issuer``)."""
+    """The guest a sign-up user flow creates; ``issuer`` is the directory label (``directory_issuer``).
+    ``properties``: what the flow collected (Graph names, ``extension_<app id>_<name>``), over the IdP's."""
     assert identity.email is not None
-    return {
+    user = {
         "id": str(uuid.uuid4()),
         "userType": "Guest",
         "creationType": "SelfServiceSignUp",
@@ -45,13 +51,21 @@ def new_self_service_guest(
         "externalUserStateChangeDateTime": None,
         "createdDateTime": iso(now),
     }
+    user.update(properties or {})
+    return user
 
 
 async def sign_up(
-    store: DirectoryStore, identity: UpstreamIdentity, issuer: str, tenant_domain: str, now: int
+    store: DirectoryStore,
+    identity: UpstreamIdentity,
+    issuer: str,
+    tenant_domain: str,
+    now: int,
+    *,
+    properties: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create the guest; if a concurrent sign-up created it first, return that one."""
-    user = new_self_service_guest(identity, issuer, tenant_domain, now)
+    user = new_self_service_guest(identity, issuer, tenant_domain, now, properties)
     if await store.create_user(user, [(issuer, identity.subject)]):
         return user
     existing = await store.find_user_by_identity(issuer, identity.subject)

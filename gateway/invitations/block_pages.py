@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.http import BadForm, read_form
+from gateway.i18n import Message, page_language
 from gateway.invitations import blocklist
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
@@ -42,7 +43,8 @@ from idp_connectors.email_otp.connector import (
 CSRF_PURPOSE = "invitation-block"
 FLOW_KIND = "invitation-block-flow"
 VERIFIED_SECONDS = 900
-EXPIRED = "This form has expired. Open the link in your invitation email again."
+EXPIRED = Message("block.error.expired")
+NOT_VALID = Message("error.request_not_valid")
 
 
 def _flow_purpose(flow_id: str) -> str:
@@ -62,7 +64,6 @@ def _page(
     rt: Runtime, request: Request, template: str, context: dict[str, Any], purpose: str, *, status: int = 200
 ) -> Response:
     browser_id, new = _browser(rt, request)
-    context = {"tenant_name": rt.settings.tenant.name, **context}
     context["csrf"] = rt.browser.csrf_token(purpose, browser_id)
     response = render(request, template, context, status=status)
     if new is not None:
@@ -76,7 +77,7 @@ def _token(form: Any) -> str | None:
 
 
 def _expired(request: Request) -> Response:
-    return error_page(request, "Request not valid", EXPIRED, status=403)
+    return error_page(request, NOT_VALID, EXPIRED, status=403)
 
 
 async def start(request: Request) -> Response:
@@ -91,30 +92,31 @@ async def send(request: Request) -> Response:
     try:
         form = await read_form(request)
     except BadForm as exc:
-        return error_page(request, "Request not valid", str(exc), status=400)
+        return error_page(request, NOT_VALID, str(exc), status=400)
     if not rt.browser.check_csrf(CSRF_PURPOSE, request, _token(form)):
         return _expired(request)
     raw = form.get("email")
     try:
         address = normalise_email(raw if isinstance(raw, str) else "")
     except InvalidEmail:
-        context = {"email": raw if isinstance(raw, str) else "", "error": "Enter a valid email address."}
+        context = {"email": raw if isinstance(raw, str) else "", "error": Message("signin.email.invalid")}
         return _page(rt, request, "invitations_block.html", context, CSRF_PURPOSE, status=400)
     flow_id = secrets.token_urlsafe(24)
     try:
-        await rt.email_otp.send_passcode(flow_id, address, deliver=True)
+        await rt.email_otp.send_passcode(flow_id, address, deliver=True, language=page_language(rt, request))
     except RateLimited as exc:
-        detail = f"Too many passcodes were sent to this address. Try again in {exc.retry_after} seconds."
-        return error_page(
-            request, "Try again later", detail, status=429, headers={"Retry-After": str(exc.retry_after)}
-        )
+        title = Message("block.error.try_later.title")
+        detail = Message("block.error.try_later.detail", seconds=exc.retry_after)
+        return error_page(request, title, detail, status=429, headers={"Retry-After": str(exc.retry_after)})
     browser_id, _ = _browser(rt, request)
     flow = {"email": address, "binding": rt.browser.binding(browser_id), "verified": False}
     await rt.store.put(FLOW_KIND, flow_id, flow, rt.email_otp.policy.validity_seconds)
-    return _passcode_page(rt, request, flow_id, address, "")
+    return _passcode_page(rt, request, flow_id, address, None)
 
 
-def _passcode_page(rt: Runtime, request: Request, flow_id: str, address: str, error: str) -> Response:
+def _passcode_page(
+    rt: Runtime, request: Request, flow_id: str, address: str, error: Message | None
+) -> Response:
     context = {"flow_id": flow_id, "email": address, "error": error, "length": rt.email_otp.policy.length}
     return _page(
         rt, request, "invitations_block_passcode.html", context, _flow_purpose(flow_id),
@@ -127,7 +129,7 @@ async def _flow(rt: Runtime, request: Request, flow_id: str) -> tuple[dict[str, 
     try:
         form = await read_form(request)
     except BadForm as exc:
-        return error_page(request, "Request not valid", str(exc), status=400)
+        return error_page(request, NOT_VALID, str(exc), status=400)
     if not rt.browser.check_csrf(_flow_purpose(flow_id), request, _token(form)):
         return _expired(request)
     flow = await rt.store.get(FLOW_KIND, flow_id)
@@ -159,13 +161,12 @@ async def passcode(request: Request) -> Response:
                 flow_id, address, code if isinstance(code, str) else "", rt.now()
             )
         except InvalidPasscode:
-            return _passcode_page(
-                rt, request, flow_id, address, "That passcode is not right. Check it and try again."
-            )
+            return _passcode_page(rt, request, flow_id, address, Message("block.passcode.wrong"))
         except (PasscodeExpired, TooManyAttempts) as exc:
             await rt.store.delete(FLOW_KIND, flow_id)
-            detail = f"{str(exc).capitalize()}. Open the link in your invitation email again."
-            return error_page(request, "Passcode not accepted", detail, status=400)
+            expired = isinstance(exc, PasscodeExpired)
+            detail = Message("block.error.passcode_expired" if expired else "block.error.too_many_attempts")
+            return error_page(request, Message("block.error.passcode.title"), detail, status=400)
         await rt.store.put(FLOW_KIND, flow_id, {**flow, "verified": True}, VERIFIED_SECONDS)
     if await blocklist.is_blocked(rt.settings, rt.store, address):
         return _status_page(rt, request, flow_id, address, True, "already")
@@ -179,8 +180,8 @@ async def _change(rt: Runtime, request: Request, flow_id: str, address: str, act
         else:
             await blocklist.unblock(rt.settings, rt.store, address)
     except blocklist.ChangeLimitReached:
-        detail = "This address has changed its choice too many times; it stays as it is."
-        return error_page(request, "Change not possible", detail, status=409)
+        title, detail = Message("block.error.change.title"), Message("block.error.change.detail")
+        return error_page(request, title, detail, status=409)
     blocked = await blocklist.is_blocked(rt.settings, rt.store, address)
     return _status_page(rt, request, flow_id, address, blocked, "changed")
 
@@ -197,7 +198,7 @@ async def manage(request: Request) -> Response:
         return _expired(request)
     action = form.get("action")
     if action not in ("block", "unblock"):
-        return error_page(request, "Request not valid", "Choose to block or to unblock.", status=400)
+        return error_page(request, NOT_VALID, Message("block.error.choose"), status=400)
     return await _change(rt, request, flow_id, str(flow["email"]), str(action))
 
 

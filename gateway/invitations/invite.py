@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.directory.users import guest_upn, iso
+from gateway.i18n.translations import translations_for
 from gateway.invitations.addresses import domain_of
 from gateway.invitations.blocklist import is_blocked
 from gateway.invitations.mail import InvitationMail, invitation_messages
@@ -293,7 +294,7 @@ async def _ticket_and_mail(
     outcome.redeem_url = redeem_url(ctx.settings.issuer, invitation.tenant_id, user["id"], ticket)
     if req.send_message:
         mail = _mail(ctx, inviter, req, outcome.redeem_url, invitation.expires_at)
-        for message in invitation_messages(mail):
+        for message in invitation_messages(mail, translations_for(ctx.settings)):
             ctx.outbox.send(message)
         outcome.mailed = True
         outcome.reasons.append("invitation_mail_queued")
@@ -309,7 +310,6 @@ def _mail(
     return InvitationMail(
         to=req.email,
         cc=req.cc,
-        tenant_name=ctx.settings.tenant.name,
         redeem_url=url,
         block_url=f"{ctx.settings.issuer.rstrip('/')}/invitations/block",
         expires_at=expires_at,
@@ -321,4 +321,5 @@ def _mail(
         custom_message=req.custom_message
         if inviter.operator is not None or (isinstance(inviter_mail, str) and inviter_mail)
         else None,
+        language=req.message_language,
     )

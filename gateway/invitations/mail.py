@@ -1,15 +1,21 @@
-"""The invitation email (b2b-concepts §2.2): subject, plain-text body and an HTML alternative.
+"""The invitation email (b2b-concepts §2.2) and the notice of an automatic redemption (§3.5).
+
+Each has a subject, a plain-text body and an HTML alternative, in one language: the invitation's
+``invitedUserMessageInfo.messageLanguage`` when the gateway has it (``fr-FR`` picks ``fr``), the
+redemption notice's the guest's sign-in's; otherwise ``branding.default_language``. Texts come
+from the catalogues (``mail.invitation.*``, ``mail.redeemed.*``); the organisation's branding puts
+its name in the texts, its logo above the HTML part and its privacy and terms links in the footer
+(``idp_connectors.email_otp.messages``'s layout, shared with the passcode mail).
 
 The inviter's custom message is plain text: it is escaped in the HTML (never rendered as markup)
 and kept only when the inviter is a user with an address or the install's operator (the command
-line, signing as the organisation); an app's custom message is dropped.
-Names go into the Subject header flattened to one line, so no value can add a header. Only English
-is written: ``messageLanguage`` is accepted and validated, but every message is English for now.
+line, signing as the organisation); an app's custom message is dropped. Names go into the Subject
+header flattened to one line, so no value can add a header.
 
 The outbox delivers one recipient per message, so a ``ccRecipients`` entry gets its own copy of
 the same mail (same subject, body and link).
 
-Every mail ends with a footer linking to ``/invitations/block``, where the recipient can block
+Every invitation ends with a footer linking to ``/invitations/block``, where the recipient can block
 future invitations from this organisation (``blocklist``; b2b-concepts §2.2).
 """
 
@@ -19,14 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
+from markupsafe import Markup
+
+from gateway.i18n.catalogue import Catalogue
+from gateway.i18n.translations import Translations
 from idp_connectors.base import MailMessage
+from idp_connectors.email_otp.messages import footer_links, html_document, one_line, text_footer
 
 
 @dataclass(frozen=True, slots=True)
 class InvitationMail:
     to: str
     cc: str | None
-    tenant_name: str
     redeem_url: str
     block_url: str
     """``{issuer}/invitations/block``: the footer's link to opt out of this organisation's invitations."""
@@ -37,121 +47,124 @@ class InvitationMail:
     inviter_mail: str | None
     custom_message: str | None
     """Already dropped (None) when the inviter is an app or has no address."""
+    language: str | None = None
+    """``messageLanguage`` (a BCP 47 tag): the mail's language when the gateway has a catalogue for it."""
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _language(translations: Translations, requested: str | None) -> tuple[str, Catalogue]:
+    lang = translations.negotiate((requested,) if requested else ())
+    return lang, translations.catalogue(lang)
 
 
-def _subject(mail: InvitationMail) -> str:
-    tenant = _one_line(mail.tenant_name)
+def _date(timestamp: int, texts: Catalogue) -> str:
+    when = datetime.fromtimestamp(timestamp, UTC)
+    month = texts.text(f"mail.month.{when.month}")
+    return texts.text("mail.date", day=when.day, month=month, year=when.year)
+
+
+def _subject(mail: InvitationMail, org: str, texts: Catalogue) -> str:
     if mail.inviter_name:
-        return f"{_one_line(mail.inviter_name)} invited you to access applications within {tenant}"
-    return f"You're invited to access applications within {tenant}"
+        return texts.text("mail.invitation.subject_by", inviter=one_line(mail.inviter_name), org=org)
+    return texts.text("mail.invitation.subject", org=org)
 
 
-def _invited_you(mail: InvitationMail) -> str:
-    tenant = _one_line(mail.tenant_name)
+def _invited_you(mail: InvitationMail, org: str, texts: Catalogue) -> str:
     if mail.inviter_name and mail.inviter_mail:
-        who = f"{_one_line(mail.inviter_name)} ({mail.inviter_mail})"
+        who = f"{one_line(mail.inviter_name)} ({mail.inviter_mail})"
     elif mail.inviter_name:
-        who = _one_line(mail.inviter_name)
+        who = one_line(mail.inviter_name)
     else:
-        return f"{tenant} invited you to access its applications."
-    return f"{who} invited you to access applications within {tenant}."
+        return texts.text("mail.invitation.invited_by_org", org=org)
+    return texts.text("mail.invitation.invited_by", inviter=who, org=org)
 
 
-def _text(mail: InvitationMail, until: str) -> str:
-    lines = [f"Hello {_one_line(mail.invitee_name)}," if mail.invitee_name else "Hello,", ""]
-    lines += [_invited_you(mail), ""]
+def _hello(mail: InvitationMail, texts: Catalogue) -> str:
+    if mail.invitee_name:
+        return texts.text("mail.invitation.hello_name", name=one_line(mail.invitee_name))
+    return texts.text("mail.invitation.hello")
+
+
+def _text(mail: InvitationMail, org: str, texts: Catalogue, links: list[tuple[str, str]]) -> str:
+    lines = [_hello(mail, texts), "", _invited_you(mail, org, texts), ""]
     if mail.custom_message:
-        lines += [f"Message from {_one_line(mail.inviter_name or mail.tenant_name)}:", ""]
+        author = one_line(mail.inviter_name or org)
+        lines += [texts.text("mail.invitation.message_from", author=author), ""]
         lines += [f"    {line}" for line in mail.custom_message.splitlines()] + [""]
     lines += [
-        "Accept the invitation:",
+        texts.text("mail.invitation.accept_text"),
         "",
         mail.redeem_url,
         "",
-        f"The link works until {until}. Once you have accepted, the same link takes you back to the",
-        "organisation's applications.",
+        texts.text("mail.invitation.until", date=_date(mail.expires_at, texts)),
         "",
-        "If you don't know the sender or weren't expecting this invitation, you can ignore this email:",
-        "nobody gets access to anything unless you accept it.",
+        texts.text("mail.invitation.ignore"),
         "",
         "--",
-        f"To block future invitations from {_one_line(mail.tenant_name)}, visit {mail.block_url}",
+        texts.text("mail.invitation.block_text", org=org, url=mail.block_url),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + text_footer(links).removeprefix("\n--\n")
 
 
-def _html(mail: InvitationMail, subject: str, until: str) -> str:
-    greeting = f"Hello {escape(_one_line(mail.invitee_name))}," if mail.invitee_name else "Hello,"
-    parts = [
-        "<!DOCTYPE html>\n",
-        '<html lang="en">\n',
-        f'<head><meta charset="utf-8"><title>{escape(subject)}</title></head>\n',
-        '<body style="font-family: sans-serif; line-height: 1.5; color: #1b1b1b;">\n',
-        f"<p>{greeting}</p>\n",
-        f"<p>{escape(_invited_you(mail))}</p>\n",
-    ]
+def _html(mail: InvitationMail, org: str, texts: Catalogue) -> str:
+    parts = [f"<p>{escape(_hello(mail, texts))}</p>\n", f"<p>{escape(_invited_you(mail, org, texts))}</p>\n"]
     if mail.custom_message:
-        author = escape(_one_line(mail.inviter_name or mail.tenant_name))
+        author = one_line(mail.inviter_name or org)
         parts += [
-            f"<p>Message from {author}:</p>\n",
+            f"<p>{escape(texts.text('mail.invitation.message_from', author=author))}</p>\n",
             '<blockquote style="white-space: pre-wrap; border-left: 3px solid #ccc; margin: 0; '
             f'padding-left: 12px;">{escape(mail.custom_message)}</blockquote>\n',
         ]
     link = escape(mail.redeem_url)
+    block = Markup('<a href="{}">{}</a>').format(mail.block_url, texts.text("mail.invitation.block_link"))
+    block_line = texts.html("mail.invitation.block_html", org=org, link=block)
     parts += [
-        f'<p><a href="{link}" style="font-weight: bold;">Accept the invitation</a></p>\n',
+        f'<p><a href="{link}" style="font-weight: bold;">{escape(texts.text("mail.invitation.accept_link"))}'
+        "</a></p>\n",
         f'<p style="font-size: 13px; color: #555; word-break: break-all;">{link}</p>\n',
-        f"<p>The link works until {escape(until)}. Once you have accepted, the same link takes you "
-        "back to the organisation's applications.</p>\n",
-        "<p style=\"color: #555;\">If you don't know the sender or weren't expecting this invitation, "
-        "you can ignore this email: nobody gets access to anything unless you accept it.</p>\n",
-        '<hr><p style="font-size: 12px; color: #555;">Don\'t want invitations from '
-        f'{escape(_one_line(mail.tenant_name))}? <a href="{escape(mail.block_url)}">Block future '
-        "invitations</a>.</p>\n",
-        "</body>\n",
-        "</html>\n",
+        f"<p>{escape(texts.text('mail.invitation.until', date=_date(mail.expires_at, texts)))}</p>\n",
+        f'<p style="color: #555;">{escape(texts.text("mail.invitation.ignore"))}</p>\n',
+        f'<hr><p style="font-size: 12px; color: #555;">{block_line}</p>\n',
     ]
     return "".join(parts)
 
 
-def invitation_messages(mail: InvitationMail) -> list[MailMessage]:
+def invitation_messages(mail: InvitationMail, translations: Translations) -> list[MailMessage]:
     """The message to the guest, then its copy to the cc recipient, if any."""
-    until = datetime.fromtimestamp(mail.expires_at, UTC).strftime("%d %B %Y")
-    subject = _subject(mail)
-    text, html = _text(mail, until), _html(mail, subject, until)
+    lang, texts = _language(translations, mail.language)
+    org = one_line(translations.branding.name)
+    branding = translations.branding.mail
+    links = footer_links(branding, translations.texts[lang])
+    subject = _subject(mail, org, texts)
+    text = _text(mail, org, texts, links)
+    html = html_document(
+        lang=lang, title=subject, body=_html(mail, org, texts), name=org, branding=branding, links=links
+    )
     recipients = [mail.to] if mail.cc is None or mail.cc.lower() == mail.to.lower() else [mail.to, mail.cc]
     # §2.2: Reply-To is the inviter's address when there is one.
     reply_to = mail.inviter_mail or None
-    return [MailMessage(to=to, subject=subject, text=text, html=html, reply_to=reply_to) for to in recipients]
+    return [
+        MailMessage(to=to, subject=one_line(subject), text=text, html=html, reply_to=reply_to)
+        for to in recipients
+    ]
 
 
-def redeemed_notification(*, to: str, tenant_name: str, portal_url: str) -> MailMessage:
+def redeemed_notification(
+    *, to: str, portal_url: str, translations: Translations, language: str | None = None
+) -> MailMessage:
     """The notice of an automatic redemption (b2b-concepts §3.5): no consent page was shown, so the
     guest is told, in a mail that needs no action, that they now have access."""
-    tenant = _one_line(tenant_name)
-    subject = f"You now have access to applications within {tenant}"
-    text = "\n".join(
-        [
-            "Hello,",
-            "",
-            f"Your organisation and {tenant} have agreed that you may use {tenant}'s applications",
-            "with your work account, so your invitation was accepted for you when you signed in.",
-            "You don't need to do anything.",
-            "",
-            f"Your applications: {portal_url}",
-        ]
+    lang, texts = _language(translations, language)
+    org = one_line(translations.branding.name)
+    branding = translations.branding.mail
+    links = footer_links(branding, translations.texts[lang])
+    subject = texts.text("mail.redeemed.subject", org=org)
+    hello, body = texts.text("mail.redeemed.hello"), texts.text("mail.redeemed.body", org=org)
+    text = f"{hello}\n\n{body}\n\n{texts.text('mail.redeemed.portal_text', url=portal_url)}\n" + text_footer(
+        links
     )
-    html = (
-        '<!DOCTYPE html>\n<html lang="en">\n'
-        f'<head><meta charset="utf-8"><title>{escape(subject)}</title></head>\n'
-        '<body style="font-family: sans-serif; line-height: 1.5; color: #1b1b1b;">\n<p>Hello,</p>\n'
-        f"<p>Your organisation and {escape(tenant)} have agreed that you may use {escape(tenant)}'s "
-        "applications with your work account, so your invitation was accepted for you when you signed "
-        "in. You don't need to do anything.</p>\n"
-        f'<p><a href="{escape(portal_url)}">Your applications</a></p>\n</body>\n</html>\n'
+    html_body = (
+        f"<p>{escape(hello)}</p>\n<p>{escape(body)}</p>\n"
+        f'<p><a href="{escape(portal_url)}">{escape(texts.text("mail.redeemed.portal_link"))}</a></p>\n'
     )
-    return MailMessage(to=to, subject=subject, text=text + "\n", html=html)
+    html = html_document(lang=lang, title=subject, body=html_body, name=org, branding=branding, links=links)
+    return MailMessage(to=to, subject=one_line(subject), text=text, html=html)

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.directory.revocation import revoke_sign_in_sessions
 from gateway.http import BadForm, read_form
+from gateway.i18n import Message, translations_for
 from gateway.pages import error_page, render
 from gateway.policy.collaboration import Decision, may_leave
 from gateway.runtime import Runtime
@@ -31,10 +32,10 @@ DELETED_RETENTION_DAYS = 30
 CSRF_PURPOSE = "my-apps"
 
 REFUSALS = {
-    "only_guests_leave": "Your account belongs to this organisation, so it cannot be left from here.",
-    "leaving_disabled": "This organisation does not let guests leave on their own.",
-    "account_disabled": "Your account here is disabled, so it cannot be removed from here.",
+    reason: Message(f"myapps.leave.reason.{reason}")
+    for reason in ("only_guests_leave", "leaving_disabled", "account_disabled")
 }
+NOT_VALID = Message("error.request_not_valid")
 
 
 def csrf_purpose(session: SsoSession) -> str:
@@ -117,18 +118,16 @@ async def leave(request: Request) -> Response:
     try:
         form = await read_form(request)
     except BadForm as exc:
-        return error_page(request, "Request not valid", str(exc), status=400)
+        return error_page(request, NOT_VALID, str(exc), status=400)
     found = await _signed_in(rt, request)
     if found is None:
         return _signed_out(request, rt, status=401)
     session, user = found
     token = form.get("csrf")
     if not rt.browser.check_csrf(csrf_purpose(session), request, token if isinstance(token, str) else None):
-        return error_page(
-            request, "Request not valid", "This form has expired. Open My apps and try again.", status=403
-        )
+        return error_page(request, NOT_VALID, Message("myapps.error.form_expired"), status=403)
     if form.get("tenant") != rt.settings.tenant.id:
-        return error_page(request, "Request not valid", "This form names another organisation.", status=400)
+        return error_page(request, NOT_VALID, Message("myapps.error.other_organisation"), status=400)
     actor = {"kind": "user", "id": user["id"]}
     decision = _leave_decision(rt, user)
     if not decision.allowed:
@@ -141,7 +140,7 @@ async def leave(request: Request) -> Response:
             "myapps_leave_refused.html",
             {
                 "detail": REFUSALS.get(decision.reason, ""),
-                "privacy_url": rt.settings.invitations.privacy_statement_url,
+                "privacy_url": translations_for(rt.settings).branding.privacy_url,
             },
             status=403,
         )

@@ -96,6 +96,7 @@ def _new_signin(rt: Runtime, req: AuthorizationRequest, browser_id: str, now: in
         acr_values=list(req.acr_values),
         idp_hint=req.idp_hint,
         domain_hint=req.domain_hint,
+        ui_locales=list(req.ui_locales),
     )
 
 

@@ -47,6 +47,7 @@ class AuthorizationRequest:
     acr_values: tuple[str, ...] = ()
     idp_hint: str | None = None
     domain_hint: str | None = None
+    ui_locales: tuple[str, ...] = ()
 
     @property
     def trusted(self) -> bool:
@@ -157,6 +158,7 @@ def check_hints(req: AuthorizationRequest, settings: Settings) -> None:
     req.acr_values = tuple(req.params.get("acr_values", "").split())
     req.idp_hint = req.params.get("idp_hint")
     req.domain_hint = req.params.get("domain_hint")
+    req.ui_locales = tuple(req.params.get("ui_locales", "").split())[:10]
 
 
 AUTHORIZE_CHECKS: tuple[Check, ...] = (

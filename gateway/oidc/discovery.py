@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.i18n.translations import translations_for
 from gateway.oidc.authorize_checks import PROMPTS, SUPPORTED_SCOPES
 from gateway.oidc.claims import ACR_VALUES, CLAIMS_SUPPORTED
 from gateway.runtime import Runtime
@@ -47,7 +48,7 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
         "backchannel_logout_session_supported": True,
         "prompt_values_supported": sorted(PROMPTS),
         "acr_values_supported": list(ACR_VALUES),
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(translations_for(settings).languages),
     }
 
 

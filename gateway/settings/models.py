@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from gateway.settings.branding import Branding, TranslationOverrides, branding_problems
 from gateway.settings.conditional_access import (
     Agreement,
     ConditionalAccessPolicy,
@@ -31,6 +32,7 @@ from gateway.settings.conditional_access import (
 from gateway.settings.directory import Directory, Invitations
 from gateway.settings.federation import CrossTenantAccess, Redemption, cross_tenant_problems
 from gateway.settings.saml_app import SamlApplication, saml_problems
+from gateway.settings.signup import ApiConnector, UserFlow, signup_problems
 from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
@@ -90,6 +92,9 @@ AbsoluteUrl = Annotated[str, AfterValidator(check_absolute_url)]
 """An absolute http(s) URL without fragment; http only for loopback. Errors name the list item."""
 
 
+Uuid = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+
+
 class Tenant(Strict):
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")] = (
         Field(description="The resource organisation's id (a lower-case UUID); the `tid` claim.")
@@ -98,6 +103,11 @@ class Tenant(Strict):
         str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
     ] = Field(description="The initial domain, used in guest user principal names (#EXT#@domain).")
     name: str = Field(min_length=1, max_length=256)
+    extensions_app_id: Uuid | None = Field(
+        None,
+        description="The app id in custom attribute names (extension_<id without dashes>_<name>); "
+        "left out, a UUID derived from the tenant id.",
+    )
 
 
 class Secrets(Strict):
@@ -255,11 +265,6 @@ class Application(Strict):
         return roles
 
 
-class UserFlow(Strict):
-    id: Identifier
-    identity_providers: list[Identifier] = Field(min_length=1)
-
-
 class ExternalCollaboration(Strict):
     """The reference's external collaboration settings (b2b-concepts §6)."""
 
@@ -327,7 +332,12 @@ class Settings(Strict):
     mail: Mail
     connectors: list[ConnectorConfig] = Field(min_length=1)
     applications: list[Application] = []
-    user_flows: list[UserFlow] = []
+    user_flows: list[UserFlow] = Field(
+        [], description="Self-service sign-up flows: identity providers, attributes, API connectors."
+    )
+    api_connectors: list[ApiConnector] = Field(
+        [], description="REST endpoints a user flow calls during sign-up (b2b-concepts §7)."
+    )
     external_collaboration: ExternalCollaboration = ExternalCollaboration()
     demo: Demo = Demo()
     tokens: TokenLifetimes = TokenLifetimes()
@@ -345,6 +355,10 @@ class Settings(Strict):
     )
     conditional_access: list[ConditionalAccessPolicy] = Field(
         [], description="Conditional-access policies, evaluated at every sign-in to an app."
+    )
+    branding: Branding = Field(Branding(), description="Name, logo, colours and links of pages and mails.")
+    translations: TranslationOverrides = Field(
+        {}, description="Per language tag, catalogue texts that override English (en.yaml keys only)."
     )
 
     @field_validator("issuer")
@@ -377,12 +391,6 @@ class Settings(Strict):
         )
         connector_ids = {c.id for c in self.connectors}
         flow_ids = {f.id for f in self.user_flows}
-        for i, flow in enumerate(self.user_flows):
-            for j, idp in enumerate(flow.identity_providers):
-                if idp not in connector_ids:
-                    problems.append(
-                        (("user_flows", i, "identity_providers", j), f"unknown connector {idp!r}")
-                    )
         for i, app in enumerate(self.applications):
             if app.user_flow is not None and app.user_flow not in flow_ids:
                 problems.append((("applications", i, "user_flow"), f"unknown user flow {app.user_flow!r}"))
@@ -410,6 +418,8 @@ class Settings(Strict):
         problems += cross_tenant_problems(self)
         problems += conditional_access_problems(self)
         problems += saml_problems(self)
+        problems += signup_problems(self)
+        problems += branding_problems(self)
         if self.redemption.fallback == "microsoftAccount" and not any(
             getattr(c, "accounts", None) in ("personal", "both") for c in self.connectors
         ):

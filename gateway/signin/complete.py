@@ -2,7 +2,8 @@
 
 Users are found by their (issuer, subject) identity. An unknown identity whose email already
 belongs to a user is linked only as ``gateway.policy.linking`` allows; otherwise it may sign up
-through the app's user flow, or is refused. Nothing is written on a refusal.
+through the app's user flow (``gateway.signup``: API connectors and the attribute page when the
+flow has them), or is refused. Nothing is written on a refusal.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from gateway import audit
 from gateway.directory import users
 from gateway.directory.app_access import app_access
 from gateway.directory.identities import directory_issuer
+from gateway.i18n import Message
 from gateway.oidc import responses
 from gateway.oidc.errors import AccessDenied
 from gateway.pages import error_page
 from gateway.policy.linking import decide_link
 from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
+from gateway.settings.signup import UserFlow
 from gateway.signin import policy_step, redemption, transaction
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
@@ -30,9 +33,17 @@ PASSCODE_TYPES = frozenset({"email_otp"})
 
 
 class Refusal(Exception):
-    def __init__(self, reason: str, message: str, user_id: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, reason: str, message: Message, user_id: str | None = None) -> None:
+        super().__init__(message.key)
         self.reason, self.message, self.user_id = reason, message, user_id
+
+
+class NeedsSignUp(Exception):
+    """The app's user flow lets the identity sign up, and the flow has pages or API connectors."""
+
+    def __init__(self, flow: UserFlow) -> None:
+        super().__init__(flow.id)
+        self.flow = flow
 
 
 class NeedsConsent(Exception):
@@ -59,6 +70,10 @@ async def complete_signin(
         if redemption.redeems_automatically(rt, identity):
             return await redemption.redeem_automatically(rt, request, signin, consent.guest_id, identity)
         return await redemption.ask_consent(rt, signin, consent.guest_id, identity)
+    except NeedsSignUp as signup:
+        from gateway.signup import flow as signup_flow  # late: the flow finishes through this module
+
+        return await signup_flow.begin(rt, request, signin, identity, signup.flow, decisions)
     except (Refusal, redemption.RedemptionRefused) as refusal:
         user_id = getattr(refusal, "user_id", None) or signin.redeem_user_id
         decisions.append(audit.decision("directory", "refused", refusal.reason))
@@ -72,7 +87,8 @@ async def complete_signin(
             user_id=user_id,
             decisions=decisions,
         )
-        return error_page(request, "You can't sign in here", refusal.message, status=403)
+        title = Message("signin.refused.title")
+        return error_page(request, title, refusal.message, status=403, ui_locales=signin.ui_locales)
     return await finish_signin(rt, request, signin, identity, user, decisions)
 
 
@@ -124,19 +140,19 @@ async def _resolve_user(
     if signin.redeem_user_id is not None:  # opened from an invitation link
         guest = await rt.store.get_user(signin.redeem_user_id)
         if guest is None:
-            raise Refusal("invitation_not_pending", "This invitation was withdrawn.")
+            raise Refusal("invitation_not_pending", Message("redemption.refused.withdrawn"))
         await redemption.redemption_check(rt, signin, guest, identity, connector_type)
         raise NeedsConsent(guest["id"])
     user = await rt.store.find_user_by_identity(issuer, identity.subject)
     if user is not None and not _holds(user, issuer, identity.subject):
         # A redemption reset replaced this identity: it no longer signs the guest in.
         raise Refusal(
-            "identity_was_reset", "This account no longer signs in here. Use your new invitation.", user["id"]
+            "identity_was_reset", Message("signin.refused.identity_was_reset"), user["id"]
         )
     if user is not None:
         decisions.append(audit.decision("directory", "found", "existing_user"))
         if not user.get("accountEnabled", True):
-            raise Refusal("account_disabled", "Your account in this organisation is disabled.", user["id"])
+            raise Refusal("account_disabled", Message("refusal.account_disabled.detail"), user["id"])
         return user
 
     same_email = await rt.store.find_users_by_mail(identity.email) if identity.email else []
@@ -159,8 +175,7 @@ async def _resolve_user(
     if link.action == "refuse":
         raise Refusal(
             link.reason,
-            f"{identity.email} already belongs to another account in this organisation. "
-            "Sign in the way you did before, or ask its administrator to reset your account.",
+            Message("signin.refused.email_taken", email=identity.email),
         )
     if link.action == "link":
         assert link.user_id is not None
@@ -169,10 +184,10 @@ async def _resolve_user(
         )
         target = await rt.store.get_user(link.user_id)
         if not linked or target is None:
-            raise Refusal("link_conflict", "This account could not be linked. Try again.")
+            raise Refusal("link_conflict", Message("signin.refused.link_conflict"))
         decisions.append(audit.decision("directory", "linked", link.reason))
         if not target.get("accountEnabled", True):
-            raise Refusal("account_disabled", "Your account in this organisation is disabled.", target["id"])
+            raise Refusal("account_disabled", Message("refusal.account_disabled.detail"), target["id"])
         return target
 
     if _is_bootstrap_admin(rt, identity, connector_type):
@@ -183,9 +198,14 @@ async def _resolve_user(
     signup = self_service_sign_up(rt.settings, app, identity.connector_id) if app else None
     if signup is None or not signup.allowed:
         reason = signup.reason if signup else "unknown_application"
-        raise Refusal(reason, f"{identity.email or 'This account'} has no access to this application.")
+        if identity.email:
+            raise Refusal(reason, Message("signin.refused.no_access", email=identity.email))
+        raise Refusal(reason, Message("signin.refused.no_access_account"))
     if not identity.email:
-        raise Refusal("upstream_sent_no_email", "Your identity provider did not share an email address.")
+        raise Refusal("upstream_sent_no_email", Message("signin.refused.no_email"))
+    flow = rt.settings.user_flow(app.user_flow) if app else None
+    if flow is not None and flow.collects:
+        raise NeedsSignUp(flow)
     created = await users.sign_up(rt.store, identity, issuer, rt.settings.tenant.domain, now)
     decisions.append(audit.decision("directory", "created", signup.reason))
     return created

@@ -25,7 +25,9 @@ BUTTON_TYPES = {"google": "Google", "facebook": "Facebook", "microsoft": "Micros
 @dataclass(frozen=True)
 class Button:
     connector_id: str
-    label: str
+    label: str | None
+    """The connector's ``display_name``; None: the page says "Sign in with {provider}" in its language."""
+    provider: str
 
 
 def accepted_connectors(rt: Runtime, signin: SignIn) -> list[str] | None:
@@ -48,7 +50,7 @@ def buttons(rt: Runtime, signin: SignIn) -> list[Button]:
             continue
         if type(config).signup_only and not self_service_sign_up(rt.settings, app, config.id).allowed:
             continue
-        found.append(Button(config.id, config.display_name or f"Sign in with {BUTTON_TYPES[kind]}"))
+        found.append(Button(config.id, config.display_name, BUTTON_TYPES[kind]))
     return found
 
 

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from gateway import audit
 from gateway.http import BadForm, request_parameters
+from gateway.i18n import Message
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
 from gateway.signin import repost, transaction
@@ -33,6 +34,10 @@ from idp_connectors.base import (
 )
 
 UPSTREAM_STATE = repost.UPSTREAM_STATE
+EXPIRED_TITLE = Message("error.expired.title")
+INVALID_RESPONSE = Message("error.invalid_response.title")
+START_AGAIN = Message("error.expired.start_again")
+WRONG_BROWSER_TITLE = Message("error.wrong_browser.title")
 
 
 def callback_url(rt: Runtime, connector_id: str) -> str:
@@ -68,7 +73,7 @@ async def start_upstream(
     assert isinstance(connector, RedirectConnector)
     remaining = signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
     if remaining <= 0:
-        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+        return error_page(request, EXPIRED_TITLE, START_AGAIN, status=400, ui_locales=signin.ui_locales)
     state = secrets.token_urlsafe(32)
     try:
         redirect = await connector.begin(
@@ -90,7 +95,8 @@ async def start_upstream(
             connector_id=connector_id,
             decisions=[audit.decision("upstream", "failed", exc.code)],
         )
-        return error_page(request, "Your organisation's sign-in is unavailable", str(exc), status=502)
+        title = Message("error.upstream_unavailable.title")
+        return error_page(request, title, str(exc), status=502, ui_locales=signin.ui_locales)
     await rt.store.put(
         UPSTREAM_STATE,
         state,
@@ -102,13 +108,14 @@ async def start_upstream(
         await transaction.save(rt.store, signin, remaining)
     if via_page:
         label = _label(rt, connector_id)
-        return render(request, "signin_redirect.html", {"url": redirect.url, "label": label})
+        context = {"url": redirect.url, "label": label}
+        return render(request, "signin_redirect.html", context, ui_locales=signin.ui_locales)
     return RedirectResponse(redirect.url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-def _label(rt: Runtime, connector_id: str) -> str:
+def _label(rt: Runtime, connector_id: str) -> str | Message:
     config = next(c for c in rt.settings.connectors if c.id == connector_id)
-    return config.display_name or "your organisation's sign-in page"
+    return config.display_name or Message("signin.redirect.default_label")
 
 
 async def upstream_page(request: Request) -> Response:
@@ -116,10 +123,14 @@ async def upstream_page(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
     if signin is None:
-        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+        return error_page(request, EXPIRED_TITLE, START_AGAIN, status=400)
     if not rt.browser.matches(signin.browser, request):
         return error_page(
-            request, "Wrong browser", "This sign-in was started in another browser.", status=403
+            request,
+            WRONG_BROWSER_TITLE,
+            Message("error.wrong_browser.short"),
+            status=403,
+            ui_locales=signin.ui_locales,
         )
     if signin.connector_id is None or not isinstance(
         rt.connectors.get(signin.connector_id), RedirectConnector
@@ -134,14 +145,18 @@ async def callback(request: Request) -> Response:
     connector = rt.connectors.get(connector_id)
     if not isinstance(connector, RedirectConnector):
         return error_page(
-            request, "Unknown identity provider", "This sign-in response has no destination.", status=404
+            request,
+            Message("error.unknown_idp.title"),
+            Message("error.unknown_idp.no_destination"),
+            status=404,
         )
     try:
         params, repeated = await request_parameters(request, max_bytes=repost.CALLBACK_FORM_BYTES)
     except BadForm as exc:
-        return error_page(request, "Invalid response", str(exc), status=400)
+        return error_page(request, INVALID_RESPONSE, str(exc), status=400)
     if repeated:
-        return error_page(request, "Invalid response", f"The {repeated} parameter is repeated.", status=400)
+        repeats = Message("error.repeated_parameter", parameter=repeated)
+        return error_page(request, INVALID_RESPONSE, repeats, status=400)
     state = params.get(state_parameter(connector))
     if repost.needs_repost(rt, request, params):  # a cross-site POST (SAML ACS, WS-Fed wreply)
         return await repost.repost_page(rt, request, params, state)
@@ -157,14 +172,11 @@ async def callback(request: Request) -> Response:
             decisions=[audit.decision("upstream", "refused", "invalid_state")],
         )
         return error_page(
-            request,
-            "Sign-in not recognised",
-            "This response does not belong to a sign-in in progress here. Start again from the application.",
-            status=400,
+            request, Message("error.not_recognised.title"), Message("error.not_recognised.detail"), status=400
         )
     signin = await transaction.load(rt.store, found.payload["signin_id"])
     if signin is None:
-        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+        return error_page(request, EXPIRED_TITLE, START_AGAIN, status=400)
     if not rt.browser.matches(signin.browser, request):
         audit.signin_failed(
             rt,
@@ -176,9 +188,10 @@ async def callback(request: Request) -> Response:
         )
         return error_page(
             request,
-            "Wrong browser",
-            "This sign-in was started in another browser. Start again from the application.",
+            WRONG_BROWSER_TITLE,
+            Message("error.wrong_browser.detail"),
             status=403,
+            ui_locales=signin.ui_locales,
         )
     try:
         identity = await connector.complete(
@@ -201,9 +214,10 @@ async def callback(request: Request) -> Response:
         )
         return error_page(
             request,
-            "Sign-in failed at your organisation",
-            f"{exc} You can go back and try again.",
+            Message("error.upstream_failed.title"),
+            Message("error.upstream_failed.detail", reason=str(exc)),
             status=400,
+            ui_locales=signin.ui_locales,
         )
     return await complete_signin(rt, request, signin, identity)
 

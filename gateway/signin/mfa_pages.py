@@ -26,6 +26,7 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.directory.users import iso
 from gateway.http import origin
+from gateway.i18n import Joined, Message
 from gateway.mfa import methods, qr
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
@@ -33,18 +34,14 @@ from gateway.settings.conditional_access import Agreement
 from gateway.signin import transaction
 from gateway.signin.forms import checked_form
 from gateway.signin.policy_step import resume
-from gateway.signin.routes import EXPIRED, WRONG_BROWSER
+from gateway.signin.routes import EXPIRED, EXPIRED_TITLE, WRONG_BROWSER, WRONG_BROWSER_TITLE
 from gateway.signin.transaction import SignIn
 
 TERMS_PREFIX = "terms:"
 ACCEPTANCES_KEY = "termsOfUseAcceptances"
-NOT_PENDING = "This step is not part of your sign-in. Go back to the application and start again."
-INVALID_CODE = "That code is not right. Enter the code your authenticator app shows now."
-REUSED_CODE = "That code was used already. Wait for your authenticator app to show a new one, then enter it."
-LOCKED = "Too many wrong codes. For your security, try again in {wait}."
-TERMS_REQUIRED = "To continue, tick the box to accept {names}."
-TERMS_CHANGED = "{names} changed while this page was open. Read the current version, then accept it."
-TERMS_DECLINED = "You need to accept {names} to continue. Nothing was recorded."
+NOT_PENDING = Message("error.not_pending.detail")
+INVALID_CODE = Message("mfa.error.invalid")
+REUSED_CODE = Message("mfa.error.reused")
 NO_STORE = {"Cache-Control": "no-store"}
 
 Loaded = tuple[Runtime, SignIn, dict[str, Any]]
@@ -68,11 +65,13 @@ async def _load(request: Request, pending: Callable[[SignIn], bool]) -> Loaded |
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
     if signin is None or _seconds_left(rt, signin) <= 0:
-        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400)
+    locales = signin.ui_locales
     if not rt.browser.matches(signin.browser, request):
-        return error_page(request, "Wrong browser", WRONG_BROWSER, status=403)
+        return error_page(request, WRONG_BROWSER_TITLE, WRONG_BROWSER, status=403, ui_locales=locales)
     if signin.policy_user_id is None or not pending(signin):
-        return error_page(request, "Nothing to do here", NOT_PENDING, status=400)
+        title = Message("error.not_pending.title")
+        return error_page(request, title, NOT_PENDING, status=400, ui_locales=locales)
     user = await rt.store.get_user(signin.policy_user_id)
     if user is None or not user.get("accountEnabled", True):
         return await resume(rt, request, signin)
@@ -85,7 +84,7 @@ async def _load_post(
     loaded = await _load(request, pending)
     if isinstance(loaded, Response):
         return loaded
-    form = await checked_form(loaded[0], request, loaded[1].id)
+    form = await checked_form(loaded[0], request, loaded[1].id, loaded[1].ui_locales)
     if isinstance(form, Response):
         return form
     return loaded, form
@@ -110,7 +109,13 @@ def _page(
         app_name=app.name if app is not None else rt.settings.tenant.name,
     )
     return render(
-        request, template, context, status=status, headers=headers, form_action=origin(signin.redirect_uri)
+        request,
+        template,
+        context,
+        status=status,
+        headers=headers,
+        form_action=origin(signin.redirect_uri),
+        ui_locales=signin.ui_locales,
     )
 
 
@@ -131,7 +136,7 @@ async def _mfa_page(
     signin: SignIn,
     user: dict[str, Any],
     *,
-    error: str | None = None,
+    error: Message | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
@@ -151,12 +156,10 @@ async def _mfa_page(
     return _page(rt, request, signin, "mfa_register.html", context, status=status, headers=headers)
 
 
-def _wait(seconds: int) -> str:
+def _wait(seconds: int) -> Message:
     """How long to wait, rounded up (the page never promises an attempt before one is free)."""
-    if seconds < 60:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    minutes = math.ceil(seconds / 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    unit, count = ("second", seconds) if seconds < 60 else ("minute", math.ceil(seconds / 60))
+    return Message(f"duration.{unit}_{'one' if count == 1 else 'other'}", count=count)
 
 
 async def mfa_page(request: Request) -> Response:
@@ -201,7 +204,7 @@ async def submit_mfa(request: Request) -> Response:
     )
     if locked:
         wait = result.retry_after
-        error = LOCKED.format(wait=_wait(wait))
+        error = Message("mfa.error.locked", wait=_wait(wait))
         return await _mfa_page(
             rt, request, signin, user, error=error, status=429, headers={"Retry-After": str(wait)}
         )
@@ -218,13 +221,17 @@ def _agreements(rt: Runtime, signin: SignIn) -> list[Agreement]:
     return [agreement for agreement in rt.settings.terms_of_use if agreement.id in wanted]
 
 
-def _names(agreements: list[Agreement]) -> str:
-    names = [agreement.display_name for agreement in agreements]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+def _names(agreements: list[Agreement]) -> Joined:
+    return Joined([agreement.display_name for agreement in agreements])
 
 
 def _terms_page(
-    rt: Runtime, request: Request, signin: SignIn, agreements: list[Agreement], *, error: str | None = None
+    rt: Runtime,
+    request: Request,
+    signin: SignIn,
+    agreements: list[Agreement],
+    *,
+    error: Message | None = None,
 ) -> Response:
     context: dict[str, Any] = {"agreements": agreements, "error": error}
     return _page(rt, request, signin, "terms_of_use.html", context, status=400 if error else 200)
@@ -264,17 +271,18 @@ async def submit_terms(request: Request) -> Response:
             user_id=str(user["id"]),
             decisions=[*signin.decisions, audit.decision("terms_of_use", "declined", "terms_declined")],
         )
-        message = TERMS_DECLINED.format(names=_names(agreements))
-        return error_page(request, "Terms not accepted", message, status=403)
+        message = Message("terms.error.declined", names=_names(agreements))
+        title = Message("terms.declined.title")
+        return error_page(request, title, message, status=403, ui_locales=signin.ui_locales)
     missing = [a for a in agreements if not form.get(f"accept_{a.id}")]
     if missing:
         return _terms_page(
-            rt, request, signin, agreements, error=TERMS_REQUIRED.format(names=_names(missing))
+            rt, request, signin, agreements, error=Message("terms.error.required", names=_names(missing))
         )
     outdated = [a for a in agreements if form.get(f"accept_{a.id}") != a.version]
     if outdated:
         return _terms_page(
-            rt, request, signin, agreements, error=TERMS_CHANGED.format(names=_names(outdated))
+            rt, request, signin, agreements, error=Message("terms.error.changed", names=_names(outdated))
         )
     await _record_acceptance(rt, str(user["id"]), agreements)
     signin.decisions = [*signin.decisions, audit.decision("terms_of_use", "accepted", "terms_accepted")]

@@ -29,6 +29,7 @@ from gateway import audit
 from gateway.directory.app_access import app_access
 from gateway.directory.identities import directory_issuer
 from gateway.http import client_ip
+from gateway.i18n import Message, translations_for
 from gateway.pages import error_page
 from gateway.runtime import Runtime
 from gateway.signin import transaction
@@ -41,48 +42,22 @@ from idp_connectors.base import RedirectConnector, UpstreamIdentity
 LOCAL_ACTIONS = frozenset({"mfa"})
 """Required actions the gateway's own pages satisfy (besides ``terms:<id>``)."""
 
-REFUSALS: dict[str, tuple[str, str]] = {
-    "home_tenant_mismatch": (
-        "You can't sign in here",
-        "Your sign-in came from an organisation other than the one this identity provider speaks for.",
-    ),
-    "cross_tenant_user_blocked": (
-        "Your organisation's access is blocked",
-        "{org} does not accept sign-ins from your organisation's users for this.",
-    ),
-    "cross_tenant_application_blocked": (
-        "This application is not open to your organisation",
-        "{org} does not let users from your organisation use this application.",
-    ),
-    "blocked_by_policy": (
-        "Access blocked",
-        "{org}'s access policies block this sign-in. Contact its administrator if you need access.",
-    ),
-    "device_not_compliant": (
-        "A compliant device is required",
-        "This application needs a device your organisation manages and reports as compliant. Your sign-in "
-        "did not carry a compliant-device claim that {org} accepts from your organisation.",
-    ),
-    "device_not_hybrid_joined": (
-        "A domain-joined device is required",
-        "This application needs a device joined to your organisation's domain. Your sign-in did not "
-        "carry a device claim that {org} accepts from your organisation.",
-    ),
-    "mfa_not_satisfied_at_home": (
-        "Multi-factor authentication is required",
-        "This application needs multi-factor authentication, and {org} accepts it only from your "
-        "organisation's own sign-in, which did not perform it. Sign in again and complete it there.",
-    ),
-    "sign_in_frequency_not_met": (
-        "Sign in again",
-        "This application needs a recent sign-in, and your organisation's sign-in was not recent enough.",
-    ),
-    "account_disabled": ("You can't sign in here", "Your account in this organisation is disabled."),
-    "reauthenticated_as_another_user": (
-        "Sign in as the same person",
-        "You were asked to sign in again, and came back as someone else. Start again from the application.",
-    ),
-}
+REFUSALS = frozenset(
+    {
+        "home_tenant_mismatch",
+        "cross_tenant_user_blocked",
+        "cross_tenant_application_blocked",
+        "blocked_by_policy",
+        "device_not_compliant",
+        "device_not_hybrid_joined",
+        "mfa_not_satisfied_at_home",
+        "sign_in_frequency_not_met",
+        "account_disabled",
+        "reauthenticated_as_another_user",
+    }
+)
+"""Reasons with their own page (catalogue ``refusal.<reason>.title`` / ``.detail``); others show
+``blocked_by_policy``'s."""
 
 
 async def admit(
@@ -144,7 +119,13 @@ async def after_authentication(
 async def resume(rt: Runtime, request: Request, signin: SignIn) -> Response:
     """After the MFA or terms page: re-read the user and decide again on the stored standing."""
     if signin.standing is None or signin.policy_user_id is None:
-        return error_page(request, "Sign-in expired", "Start again from the application.", status=400)
+        return error_page(
+            request,
+            Message("error.expired.title"),
+            Message("error.expired.start_again"),
+            status=400,
+            ui_locales=signin.ui_locales,
+        )
     standing = Standing.from_json(signin.standing).under_current_trust(rt.settings)
     if signin.local_mfa_at is not None:  # the MFA page of this sign-in, by this same user
         standing = standing.with_local_mfa(signin.local_mfa_at)
@@ -417,8 +398,10 @@ async def _refuse(
         decisions=decisions,
         policy=log,
     )
-    title, message = REFUSALS.get(reason, REFUSALS["blocked_by_policy"])
-    return error_page(request, title, message.format(org=rt.settings.tenant.name), status=403)
+    shown = reason if reason in REFUSALS else "blocked_by_policy"
+    title = Message(f"refusal.{shown}.title")
+    detail = Message(f"refusal.{shown}.detail", org=translations_for(rt.settings).branding.name)
+    return error_page(request, title, detail, status=403, ui_locales=signin.ui_locales)
 
 
 async def _same_user(rt: Runtime, user_id: str, identity: UpstreamIdentity) -> bool:

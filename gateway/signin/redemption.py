@@ -27,6 +27,7 @@ from starlette.routing import Route
 from gateway import audit
 from gateway.directory.identities import directory_issuer
 from gateway.directory.users import identity_object, iso
+from gateway.i18n import Joined, Message, english_text, page_language, translations_for
 from gateway.invitations.mail import redeemed_notification
 from gateway.invitations.tickets import check_ticket
 from gateway.pages import error_page, render
@@ -39,13 +40,16 @@ from gateway.signin.forms import checked_form
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
-INVALID_LINK = "This invitation link is not valid any more. Ask the person who invited you for a new one."
-TERMS_REQUIRED = "To accept the invitation, tick the box to accept {name}."
+INVALID_LINK_TITLE = Message("redemption.invalid_link.title")
+INVALID_LINK = Message("redemption.invalid_link.detail")
+EXPIRED_TITLE = Message("error.expired.title")
 
 
 class RedemptionRefused(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+    """``reason`` is the audit code; ``message`` the guest's explanation (in their language on the page)."""
+
+    def __init__(self, reason: str, message: Message) -> None:
+        super().__init__(english_text(message))
         self.reason, self.message = reason, message
 
 
@@ -68,10 +72,10 @@ async def redeem(request: Request) -> Response:
             request=request,
             decisions=[audit.decision("redemption", "refused", "invalid_redeem_ticket")],
         )
-        return error_page(request, "Invitation link not valid", INVALID_LINK, status=400)
+        return error_page(request, INVALID_LINK_TITLE, INVALID_LINK, status=400)
     user = await rt.store.get_user(invitation.user_id)
     if user is None or not user.get("accountEnabled", True):
-        return error_page(request, "Invitation link not valid", INVALID_LINK, status=400)
+        return error_page(request, INVALID_LINK_TITLE, INVALID_LINK, status=400)
     if user.get("externalUserState") == "Accepted":
         # Already redeemed: the link is a way back to the resources (§2.2); the app signs them in.
         return RedirectResponse(
@@ -108,19 +112,16 @@ async def redemption_check(
 ) -> None:
     """May this identity redeem this invitation? Raises ``RedemptionRefused`` with a reason code."""
     if not is_pending_invitation(guest) or not guest.get("accountEnabled", True):
-        raise RedemptionRefused(
-            "invitation_not_pending", "This invitation has already been used or withdrawn."
-        )
+        raise RedemptionRefused("invitation_not_pending", Message("redemption.refused.not_pending"))
     config = next(c for c in rt.settings.connectors if c.id == identity.connector_id)
     if type(config).signup_only:
-        raise RedemptionRefused("connector_cannot_redeem", "This sign-in method cannot accept invitations.")
+        raise RedemptionRefused("connector_cannot_redeem", Message("redemption.refused.cannot_redeem"))
     invited = _invited_addresses(signin, guest)
     claimed = (identity.email or "").lower()
     if not identity.email_verified or claimed not in invited:
+        addresses = Joined(sorted(invited), "list.or")
         raise RedemptionRefused(
-            "redeemer_email_mismatch",
-            f"The invitation was sent to {' or '.join(sorted(invited))}. "
-            "Sign in with the account for that address.",
+            "redeemer_email_mismatch", Message("redemption.refused.email_mismatch", addresses=addresses)
         )
     route = discover(rt.realm, email=claimed)
     claimed_domain = route.reason in ("partner_domain", "connector_domain")
@@ -129,8 +130,7 @@ async def redemption_check(
         # it (a passcode proves the mailbox, unless an organisation claims the domain): otherwise any
         # IdP could assert "verified" for someone else's address.
         raise RedemptionRefused(
-            "connector_not_authoritative",
-            "Sign in with your own organisation's account to accept this invitation.",
+            "connector_not_authoritative", Message("redemption.refused.not_authoritative")
         )
     domain = email_domain(claimed) or ""
     welcome = guest_domain(
@@ -140,20 +140,15 @@ async def redemption_check(
     )
     if welcome.reason == "cross_tenant_access_blocked":
         raise RedemptionRefused(
-            "cross_tenant_access_blocked",
-            "This organisation no longer accepts guests from your organisation.",
+            "cross_tenant_access_blocked", Message("redemption.refused.cross_tenant_blocked")
         )
     if not welcome.allowed:
-        raise RedemptionRefused(
-            "domain_blocked", "This organisation no longer accepts guests from your domain."
-        )
+        raise RedemptionRefused("domain_blocked", Message("redemption.refused.domain_blocked"))
     holder = await rt.store.find_user_by_identity(
         directory_issuer(identity, connector_type), identity.subject
     )
     if holder is not None and holder["id"] != guest["id"]:
-        raise RedemptionRefused(
-            "identity_already_used", "This account already belongs to another guest here."
-        )
+        raise RedemptionRefused("identity_already_used", Message("redemption.refused.identity_used"))
 
 
 def _invited_addresses(signin: SignIn, guest: dict[str, Any]) -> set[str]:
@@ -201,8 +196,9 @@ async def redeem_automatically(
         rt.outbox.send(
             redeemed_notification(
                 to=guest["mail"],
-                tenant_name=rt.settings.tenant.name,
                 portal_url=f"{rt.settings.issuer}/myapps",
+                translations=translations_for(rt.settings),
+                language=page_language(rt, request, signin.ui_locales),
             )
         )
     from gateway.signin.complete import finish_signin
@@ -227,19 +223,22 @@ async def _refused(
         user_id=signin.redeem_user_id,
         decisions=[audit.decision("redemption", "refused", refused.reason)],
     )
-    return error_page(request, "You can't accept this invitation", refused.message, status=403)
+    title = Message("redemption.refused.title")
+    return error_page(request, title, refused.message, status=403, ui_locales=signin.ui_locales)
 
 
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
     if signin is None or signin.pending_identity is None or signin.redeem_user_id is None:
-        return error_page(
-            request, "Sign-in expired", "Start again from the invitation or the app.", status=400
-        )
+        return error_page(request, EXPIRED_TITLE, Message("error.expired.start_again_invitation"), status=400)
     if not rt.browser.matches(signin.browser, request):
         return error_page(
-            request, "Wrong browser", "This sign-in was started in another browser.", status=403
+            request,
+            Message("error.wrong_browser.title"),
+            Message("error.wrong_browser.short"),
+            status=403,
+            ui_locales=signin.ui_locales,
         )
     return rt, signin
 
@@ -253,7 +252,7 @@ async def consent_page(request: Request) -> Response:
 
 
 def _render_consent(
-    request: Request, rt: Runtime, signin: SignIn, *, error: str | None = None, status: int = 200
+    request: Request, rt: Runtime, signin: SignIn, *, error: Message | None = None, status: int = 200
 ) -> Response:
     browser_id = rt.browser.browser_id(request)
     assert browser_id is not None
@@ -266,11 +265,12 @@ def _render_consent(
             "csrf": rt.browser.csrf_token(signin.id, browser_id),
             "email": identity.get("email"),
             "name": identity.get("name"),
-            "privacy_url": rt.settings.invitations.privacy_statement_url,
+            "privacy_url": translations_for(rt.settings).branding.consent_privacy_url,
             "terms": rt.settings.invitations.terms_of_use,
             "error": error,
         },
         status=status,
+        ui_locales=signin.ui_locales,
     )
 
 
@@ -279,7 +279,7 @@ async def submit_consent(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
-    form = await checked_form(rt, request, signin.id)
+    form = await checked_form(rt, request, signin.id, signin.ui_locales)
     if isinstance(form, Response):
         return form
     assert signin.pending_identity is not None and signin.redeem_user_id is not None
@@ -295,13 +295,12 @@ async def submit_consent(request: Request) -> Response:
             user_id=signin.redeem_user_id,
             decisions=[audit.decision("redemption", "declined", "consent_declined")],
         )
-        return render(request, "declined.html", {}, status=200)
+        return render(request, "declined.html", {}, status=200, ui_locales=signin.ui_locales)
     terms = rt.settings.invitations.terms_of_use
     if terms is not None and form.get("accept_terms") != terms.version:
         # Nothing is stored: the same sign-in shows the page again with the box to tick.
-        return _render_consent(
-            request, rt, signin, error=TERMS_REQUIRED.format(name=terms.display_name), status=400
-        )
+        error = Message("consent.terms_required", name=terms.display_name)
+        return _render_consent(request, rt, signin, error=error, status=400)
     from gateway.signin.complete import finish_signin
 
     guest = await _accept(rt, signin, identity)
@@ -322,7 +321,7 @@ async def _accept(
     guest = await rt.store.get_user(signin.redeem_user_id)
     connector_type = rt.connector_types[identity.connector_id]
     if guest is None:
-        return RedemptionRefused("invitation_not_pending", "This invitation was withdrawn.")
+        return RedemptionRefused("invitation_not_pending", Message("redemption.refused.withdrawn"))
     try:
         await redemption_check(rt, signin, guest, identity, connector_type)
     except RedemptionRefused as refused:
@@ -333,9 +332,7 @@ async def _accept(
         # Already indexed: fine only if it is this guest's own (a reset back to the same account).
         holder = await rt.store.find_user_by_identity(issuer, identity.subject)
         if holder is None or holder["id"] != guest["id"]:
-            return RedemptionRefused(
-                "identity_already_used", "This account already belongs to another guest here."
-            )
+            return RedemptionRefused("identity_already_used", Message("redemption.refused.identity_used"))
     guest = await rt.store.get_user(guest["id"])
     assert guest is not None
     now = iso(rt.now())

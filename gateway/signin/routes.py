@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from gateway import audit
 from gateway.http import client_ip, origin, write_behind
+from gateway.i18n import Message, page_language, translations_for
 from gateway.pages import error_page, render
 from gateway.policy.home_realm import Route as RealmRoute
 from gateway.policy.signup import self_service_sign_up
@@ -31,24 +32,29 @@ from idp_connectors.email_otp.connector import (
     TooManyAttempts,
     normalise_email,
 )
-from idp_connectors.email_otp.messages import describe_duration
+from idp_connectors.email_otp.messages import duration_key
 
-EXPIRED = "This sign-in has expired or is unknown. Go back to the application and start again."
-WRONG_BROWSER = "This sign-in was started in another browser. Start again from the application."
-STOPPED = "For your security this sign-in was stopped. Start again from the application."
-IP_LIMITED = "Too many passcodes were requested from your network. Try again later."
-INVALID_EMAIL = "Enter a valid email address."
-NOT_INVITED = "The invitation was sent to another address. Use the address it was sent to."
-NO_ROUTE = "There is no way to sign in to this application with this address. Ask its administrator."
+EXPIRED_TITLE = Message("error.expired.title")
+EXPIRED = Message("error.expired.detail")
+WRONG_BROWSER_TITLE = Message("error.wrong_browser.title")
+WRONG_BROWSER = Message("error.wrong_browser.detail")
+STOPPED = Message("error.stopped.detail")
+IP_LIMITED = Message("signin.email.ip_limited")
+INVALID_EMAIL = Message("signin.email.invalid")
+NOT_INVITED = Message("signin.email.not_invited")
+NO_ROUTE = Message("signin.email.no_route")
 
 
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
     if signin is None or _seconds_left(rt, signin) <= 0:
-        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+        ui_locales = signin.ui_locales if signin is not None else ()
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400, ui_locales=ui_locales)
     if not rt.browser.matches(signin.browser, request):
-        return error_page(request, "Wrong browser", WRONG_BROWSER, status=403)
+        return error_page(
+            request, WRONG_BROWSER_TITLE, WRONG_BROWSER, status=403, ui_locales=signin.ui_locales
+        )
     return rt, signin
 
 
@@ -57,7 +63,7 @@ async def _load_post(request: Request) -> tuple[Runtime, SignIn, dict[str, str]]
     if isinstance(loaded, Response):
         return loaded
     rt, signin = loaded
-    form = await checked_form(rt, request, signin.id)
+    form = await checked_form(rt, request, signin.id, signin.ui_locales)
     if isinstance(form, Response):
         return form
     return rt, signin, form
@@ -68,12 +74,16 @@ def _seconds_left(rt: Runtime, signin: SignIn) -> int:
     return signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
 
 
-def _stopped(request: Request) -> Response:
-    return error_page(request, "Too many wrong passcodes", STOPPED, status=400)
+def _stopped(request: Request, signin: SignIn) -> Response:
+    return error_page(
+        request, Message("error.stopped.title"), STOPPED, status=400, ui_locales=signin.ui_locales
+    )
 
 
-def _attempts_left(count: int) -> str:
-    return "1 attempt left" if count == 1 else f"{count} attempts left"
+def _attempts_left(count: int) -> Message:
+    if count == 1:
+        return Message("signin.passcode.attempts_one")
+    return Message("signin.passcode.attempts_other", count=count)
 
 
 def _csrf(rt: Runtime, request: Request, signin: SignIn, browser_id: str | None = None) -> str:
@@ -84,10 +94,10 @@ def _csrf(rt: Runtime, request: Request, signin: SignIn, browser_id: str | None 
     return rt.browser.csrf_token(signin.id, browser_id)
 
 
-def _app_name(rt: Runtime, signin: SignIn) -> str:
+def _app_name(rt: Runtime, signin: SignIn) -> str | Message:
     app = rt.settings.application(signin.app_id)
     if app is None and signin.redeem_user_id is not None:
-        return f"{rt.settings.tenant.name} (invitation)"
+        return Message("signin.email.invitation_app", org=translations_for(rt.settings).branding.name)
     return app.name if app else signin.app_id
 
 
@@ -96,7 +106,7 @@ def _email_page(
     request: Request,
     signin: SignIn,
     *,
-    error: str | None = None,
+    error: Message | None = None,
     email: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
@@ -116,6 +126,7 @@ def _email_page(
         status=status,
         headers=headers,
         form_action=origin(signin.redirect_uri),
+        ui_locales=signin.ui_locales,
     )
 
 
@@ -124,12 +135,13 @@ def _passcode_page(
     request: Request,
     signin: SignIn,
     *,
-    error: str | None = None,
-    notice: str | None = None,
+    error: Message | None = None,
+    notice: Message | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
     policy = rt.settings.passcode
+    duration, count = duration_key(policy.validity_seconds)
     return render(
         request,
         "signin_passcode.html",
@@ -138,13 +150,14 @@ def _passcode_page(
             "csrf": _csrf(rt, request, signin),
             "app_name": _app_name(rt, signin),
             "length": policy.length,
-            "validity": describe_duration(policy.validity_seconds),
+            "validity": Message(duration, count=count),
             "error": error,
             "notice": notice,
         },
         status=status,
         headers=headers,
         form_action=origin(signin.redirect_uri),
+        ui_locales=signin.ui_locales,
     )
 
 
@@ -207,7 +220,11 @@ async def choose_idp(request: Request) -> Response:
     chosen = form.get("connector", "")
     if chosen not in {b.connector_id for b in discovery.buttons(rt, signin)}:
         return error_page(
-            request, "Unknown identity provider", "Choose one of the offered sign-in options.", status=400
+            request,
+            Message("error.unknown_idp.title"),
+            Message("error.unknown_idp.choose"),
+            status=400,
+            ui_locales=signin.ui_locales,
         )
     return await discovery.choose_upstream(rt, signin, RealmRoute(chosen, "button"))
 
@@ -239,7 +256,7 @@ async def _send(
     assert signin.email is not None
     ttl = _seconds_left(rt, signin)
     if ttl <= 0:
-        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400, ui_locales=signin.ui_locales)
     limit = rt.settings.limits.passcode_sends_per_ip_per_hour
     counter = await rt.store.incr("ip-passcode-sends", rt.box.keyed_hash("ip", client_ip(request)), 3600)
     if counter.value > limit:
@@ -259,15 +276,16 @@ async def _send(
         or await rt.store.find_user_by_identity(ISSUER, signin.email) is not None
     )
     try:
-        await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver)
+        language = page_language(rt, request, signin.ui_locales)
+        await rt.email_otp.send_passcode(signin.id, signin.email, deliver=deliver, language=language)
     except RateLimited as exc:
-        wait = f"A passcode was sent recently. Wait {exc.retry_after} seconds, then ask for a new one."
+        wait = Message("signin.email.sent_recently", seconds=exc.retry_after)
         retry = {"Retry-After": str(exc.retry_after)}
         return page(rt, request, signin, error=wait, status=429, headers=retry)
     except TooManyAttempts:
         # The sign-in used up its attempts: it can neither check nor be sent another passcode.
         await transaction.finish(rt.store, signin.id)
-        return _stopped(request)
+        return _stopped(request, signin)
     if changed:
         await transaction.save(rt.store, signin, ttl)
     target = f"/signin/{signin.id}/passcode" + ("?resent=1" if resent else "")
@@ -286,7 +304,7 @@ async def passcode_page(request: Request) -> Response:
     rt, signin = loaded
     if signin.email is None:
         return RedirectResponse(f"/signin/{signin.id}", status_code=303)
-    notice = "We sent you a new passcode." if request.query_params.get("resent") else None
+    notice = Message("signin.passcode.resent") if request.query_params.get("resent") else None
     return _passcode_page(rt, request, signin, notice=notice)
 
 
@@ -319,13 +337,13 @@ async def submit_passcode(request: Request) -> Response:
         )
         if stopped:
             await transaction.finish(rt.store, signin.id)
-            return _stopped(request)
+            return _stopped(request, signin)
         if isinstance(exc, InvalidPasscode):
-            error = f"That passcode is not right. {_attempts_left(exc.attempts_left)}."
+            error = Message("signin.passcode.wrong", attempts_left=_attempts_left(exc.attempts_left))
         elif isinstance(exc, PasscodeExpired):
-            error = "That passcode has expired. Ask for a new one."
+            error = Message("signin.passcode.expired")
         else:
-            error = "That passcode did not work."
+            error = Message("signin.passcode.failed")
         return _passcode_page(rt, request, signin, status=400, error=error)
     return await complete_signin(rt, request, signin, identity)
 

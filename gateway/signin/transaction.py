@@ -36,13 +36,17 @@ class SignIn:
     idp_hint: str | None = None
     domain_hint: str | None = None
     hints_used: bool = False
+    ui_locales: list[str] = field(default_factory=list)
+    """The app's ``ui_locales`` (OIDC Core 3.1.2.1), most preferred first: the pages' language."""
     partner_tenant_id: str | None = None
     redeem_user_id: str | None = None
     """Set for a redemption: the invited guest this sign-in redeems (from a ticket, or just in time)."""
     invited_email: str | None = None
     """The address the redeem link's invitation was sent to (a reset's new address)."""
     pending_identity: dict[str, Any] | None = None
-    """The upstream identity waiting on the consent page (raw claims live only here)."""
+    """The upstream identity waiting on the consent or sign-up attribute page (raw claims live only here)."""
+    signup: dict[str, Any] | None = None
+    """A self-service sign-up in progress: ``{"flow": <user flow id>, "values": {<attribute>: value}}``."""
     policy_user_id: str | None = None
     """Set once the user is known and the policy step asks for more (MFA, terms): whose sign-in waits."""
     standing: dict[str, Any] | None = None

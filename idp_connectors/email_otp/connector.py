@@ -26,10 +26,11 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 
 from idp_connectors.base import ConnectorContext, ConnectorError, UpstreamIdentity
 from idp_connectors.email_otp.config import EmailOtpConfig, PasscodePolicy
-from idp_connectors.email_otp.messages import passcode_message
+from idp_connectors.email_otp.messages import ENGLISH, passcode_message
 
 ISSUER = "mail"
 AMR = ("otp",)  # RFC 8176: one-time password
@@ -136,11 +137,14 @@ class EmailOtpConnector:
                 await state.delete(KIND_RESEND, address_key)
             raise RateLimited(max(1, int(sends.expires_in)))
 
-    async def send_passcode(self, challenge_id: str, email: str, *, deliver: bool = True) -> None:
+    async def send_passcode(
+        self, challenge_id: str, email: str, *, deliver: bool = True, language: str | None = None
+    ) -> None:
         """Create a passcode for this sign-in and queue it to ``email``.
 
         With ``deliver=False`` every step runs except queuing the mail, so a caller that
-        refuses an address answers exactly as for one it accepts.
+        refuses an address answers exactly as for one it accepts. ``language`` is the mail's
+        (a tag of ``ctx.mail_texts``); left out, or unknown there, ``ctx.mail_language``'s.
         """
         address = normalise_email(email)
         if await self.ctx.state.get(KIND_LOCK, challenge_id) is not None:
@@ -150,14 +154,26 @@ class EmailOtpConnector:
         code = self._new_code()
         payload = {"hash": self._passcode_hash(challenge_id, code), "address": address_key}
         await self.ctx.state.put(KIND_PASSCODE, challenge_id, payload, self.policy.validity_seconds)
+        lang, texts = self._mail_texts(language)
         message = passcode_message(
             to=address,
             code=code,
             tenant_name=self.ctx.tenant_name,
             validity_seconds=self.policy.validity_seconds,
+            texts=texts,
+            lang=lang,
+            branding=self.ctx.mail_branding,
         )
         if deliver:
             self.ctx.mail.send(message)
+
+    def _mail_texts(self, language: str | None) -> tuple[str, Mapping[str, str]]:
+        """The mail's language tag and texts: ``language``'s, else the context's default, else English."""
+        for lang in (language, self.ctx.mail_language):
+            texts = self.ctx.mail_texts.get(lang) if lang else None
+            if texts is not None:
+                return lang or "en", texts
+        return "en", ENGLISH
 
     def _matches(self, stored: object, address_key: str, candidate_hash: str, well_formed: bool) -> bool:
         """Constant-time: the stored passcode hash and address both match (and the candidate was

@@ -19,7 +19,7 @@ async def test_a_bootstrap_admin_invites_with_an_escaped_custom_message_and_a_cc
         sendInvitationMessage=True,
         invitedUserMessageInfo={
             "customizedMessageBody": message,
-            "messageLanguage": "fr-FR",
+            "messageLanguage": "en-US",
             "ccRecipients": [{"emailAddress": {"address": "copy@partner.example"}}],
         },
     )
@@ -27,7 +27,7 @@ async def test_a_bootstrap_admin_invites_with_an_escaped_custom_message_and_a_cc
     assert response.status_code == 201, response.text
     invitation = response.json()
     assert invitation["invitedUserMessageInfo"] == {
-        "messageLanguage": "fr-FR",
+        "messageLanguage": "en-US",
         "customizedMessageBody": message,
         "ccRecipients": [{"emailAddress": {"name": None, "address": "copy@partner.example"}}],
     }

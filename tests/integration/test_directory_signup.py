@@ -141,9 +141,9 @@ def mailed_codes(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     codes: dict[str, str] = {}
     real = otp.passcode_message
 
-    def recording(*, to: str, code: str, tenant_name: str, validity_seconds: int) -> MailMessage:
+    def recording(*, to: str, code: str, **rest: Any) -> MailMessage:
         codes[to] = code
-        return real(to=to, code=code, tenant_name=tenant_name, validity_seconds=validity_seconds)
+        return real(to=to, code=code, **rest)
 
     monkeypatch.setattr(otp, "passcode_message", recording)
     return codes
