@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -23,6 +24,10 @@ Problems = list[tuple[tuple[str | int, ...], str]]
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _STATIC_PATH = re.compile(r"/static/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_ORIGIN_AUTHORITY = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+"""A logo URL's host and port: its origin becomes a CSP ``img-src`` source, so nothing else may be
+there (a user name, white space or ``;`` could otherwise add sources or whole directives)."""
 
 
 def _hex_colour(value: str) -> str:
@@ -55,9 +60,15 @@ def _logo(value: str) -> str:
     from gateway.settings.models import check_absolute_url  # late: models imports this module
 
     try:
-        return check_absolute_url(value)
+        check_absolute_url(value)
     except ValueError as exc:
         raise ValueError(f"{exc}, or a path under /static/") from exc
+    if not _ORIGIN_AUTHORITY.fullmatch(urlsplit(value).netloc):
+        raise ValueError(
+            "the URL's host must be a plain host name or address with an optional port "
+            "(no user name, password, white space or ';')"
+        )
+    return value
 
 
 HexColour = Annotated[str, AfterValidator(_hex_colour)]

@@ -294,8 +294,17 @@ async def _upstream_again(
 
     signin.decisions = decisions
     signin.local_mfa_at = None  # after a new home sign-in, factors done before it count no more
+    # After a form (the attribute, MFA or terms page), the CSP's form-action would stop a redirect to
+    # the home IdP: a page that moves on by itself goes there instead.
     return await start_upstream(
-        rt, request, signin, standing.connector_id, changed=True, step_up=True, step_up_acr_values=acr_values
+        rt,
+        request,
+        signin,
+        standing.connector_id,
+        changed=True,
+        step_up=True,
+        step_up_acr_values=acr_values,
+        via_page=request.method == "POST",
     )
 
 

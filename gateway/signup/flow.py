@@ -258,7 +258,16 @@ async def _end(
 
 
 def pending(signin: SignIn) -> tuple[UpstreamIdentity, dict[str, Any]] | None:
-    """The identity and sign-up state a sign-in's attribute page works on, if it has one."""
-    if signin.signup is None or signin.pending_identity is None or signin.redeem_user_id is not None:
+    """The identity and sign-up state a sign-in's attribute page works on, if it has one.
+
+    None once the sign-in has moved on to a known user (``policy_user_id``: the user went back and
+    signed in as someone who exists, and the policy step now waits on them): a sign-up left behind
+    must not create its guest and take over that sign-in."""
+    if (
+        signin.signup is None
+        or signin.pending_identity is None
+        or signin.redeem_user_id is not None
+        or signin.policy_user_id is not None
+    ):
         return None
     return UpstreamIdentity(**signin.pending_identity), signin.signup

@@ -4,7 +4,13 @@ The page lists the flow's attributes in their configured order, pre-filled from 
 provider and the ``post_federation_signup`` connector, labelled in the page's language. A POST is
 checked server-side (required, type, length); a refused form comes back with a message per field
 (400) and nothing stored. A valid one goes on to ``gateway.signup.flow.collected``; a ValidationError
-from ``post_attribute_collection`` shows the page again with the connector's message.
+from ``post_attribute_collection`` shows the page again with the connector's message, and its
+decision is kept for the sign-in's one audit record.
+
+A valid form is taken once: an atomic marker (``SUBMITTING``) is added before the connector is
+called, so a double click or a replayed form sent while the first is still being handled calls the
+connector and creates the guest once, and mints no second code (409). Only a ValidationError, which
+leaves the user on the page, removes the marker.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.http import origin
-from gateway.i18n import page_language
+from gateway.i18n import Message, page_language
 from gateway.pages import error_page, render
 from gateway.runtime import Runtime
 from gateway.settings.signup import FlowAttribute, UserFlow
 from gateway.signin import transaction
 from gateway.signin.forms import checked_form
-from gateway.signin.routes import EXPIRED, WRONG_BROWSER
+from gateway.signin.routes import EXPIRED, EXPIRED_TITLE, WRONG_BROWSER, WRONG_BROWSER_TITLE
 from gateway.signin.transaction import SignIn
 from gateway.signup import flow as signup_flow
 from gateway.signup.attributes import (
@@ -38,18 +44,27 @@ from idp_connectors.base import UpstreamIdentity
 
 Loaded = tuple[Runtime, SignIn, UpstreamIdentity, UserFlow, dict[str, Value]]
 
+SUBMITTING = "signup-submit"
+"""Artefact kind: the marker of an attribute form being handled (id: the sign-in's)."""
+BUSY_TITLE = Message("signup.busy.title")
+BUSY = Message("signup.busy.detail")
+
 
 async def _load(request: Request) -> Loaded | Response:
     rt: Runtime = request.app.state.runtime
     signin = await transaction.load(rt.store, request.path_params["signin_id"])
-    if signin is None or signin.created_at + rt.settings.tokens.signin_seconds <= rt.now():
-        return error_page(request, "Sign-in expired", EXPIRED, status=400)
+    if signin is None:
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400)
+    if _seconds_left(rt, signin) <= 0:
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400, ui_locales=signin.ui_locales)
     if not rt.browser.matches(signin.browser, request):
-        return error_page(request, "Wrong browser", WRONG_BROWSER, status=403, ui_locales=signin.ui_locales)
+        return error_page(
+            request, WRONG_BROWSER_TITLE, WRONG_BROWSER, status=403, ui_locales=signin.ui_locales
+        )
     pending = signup_flow.pending(signin)
     user_flow = rt.settings.user_flow(pending[1].get("flow")) if pending else None
     if pending is None or user_flow is None:
-        return error_page(request, "Sign-in expired", EXPIRED, status=400, ui_locales=signin.ui_locales)
+        return error_page(request, EXPIRED_TITLE, EXPIRED, status=400, ui_locales=signin.ui_locales)
     identity, state = pending
     return rt, signin, identity, user_flow, dict(state.get("values") or {})
 
@@ -67,19 +82,28 @@ async def submit_attributes(request: Request) -> Response:
     if isinstance(loaded, Response):
         return loaded
     rt, signin, identity, user_flow, _ = loaded
-    form = await checked_form(rt, request, signin.id)
+    form = await checked_form(rt, request, signin.id, signin.ui_locales)
     if isinstance(form, Response):
         return form
     values, errors = parse_form(user_flow, form)
     if errors:
         shown = {**values, **{e.name: form.get(FORM_PREFIX + e.name, "") for e in errors}}
         return _render(rt, request, signin, identity, user_flow, shown, errors=errors, status=400)
+    ttl = max(_seconds_left(rt, signin), 1)
+    if not await rt.store.add(SUBMITTING, signin.id, {}, ttl):
+        return error_page(request, BUSY_TITLE, BUSY, status=409, ui_locales=signin.ui_locales)
+    decisions = list(signin.decisions)
     try:
-        return await signup_flow.collected(
-            rt, request, signin, identity, user_flow, values, list(signin.decisions)
-        )
+        return await signup_flow.collected(rt, request, signin, identity, user_flow, values, decisions)
     except signup_flow.StayOnPage as stay:
+        signin.decisions = decisions  # the ValidationError joins the sign-in's one audit record
+        await transaction.save(rt.store, signin, ttl)
+        await rt.store.delete(SUBMITTING, signin.id)
         return _render(rt, request, signin, identity, user_flow, values, message=stay.message, status=400)
+
+
+def _seconds_left(rt: Runtime, signin: SignIn) -> int:
+    return signin.created_at + rt.settings.tokens.signin_seconds - rt.now()
 
 
 def _render(

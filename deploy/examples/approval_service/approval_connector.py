@@ -135,7 +135,10 @@ def _refusal(found: AccessRequest, applicant: Applicant) -> JSONResponse:
 
 
 def _unknown_provider(applicant: Applicant) -> bool:
-    return applicant.issuer is not None and applicant.issuer not in KNOWN_ISSUERS
+    """The reference's check: ``identities[0].issuer`` exists and is one this service files requests for
+    (passcode, Google, Facebook). Without ``identities`` the address alone would key the request, and an
+    approval given to one address could then serve another identity provider claiming the same one."""
+    return applicant.issuer is None or applicant.issuer not in KNOWN_ISSUERS
 
 
 async def _receive(request: Request, realm: BasicRealm, step: str) -> Applicant | Response:
