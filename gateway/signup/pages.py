@@ -9,12 +9,14 @@ decision is kept for the sign-in's one audit record.
 
 A valid form is taken once: an atomic marker (``SUBMITTING``) is added before the connector is
 called, so a double click or a replayed form sent while the first is still being handled calls the
-connector and creates the guest once, and mints no second code (409). Only a ValidationError, which
-leaves the user on the page, removes the marker.
+connector and creates the guest once, and mints no second code (409). A ValidationError, which
+leaves the user on the page, removes the marker, and so does an unexpected failure (the form may be
+sent again).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from starlette.requests import Request
@@ -100,6 +102,12 @@ async def submit_attributes(request: Request) -> Response:
         await transaction.save(rt.store, signin, ttl)
         await rt.store.delete(SUBMITTING, signin.id)
         return _render(rt, request, signin, identity, user_flow, values, message=stay.message, status=400)
+    except Exception:
+        # Failed half-way (the store went away): the user may send the form again. Creating the guest
+        # is idempotent (``users.sign_up`` returns the one a first attempt created).
+        with contextlib.suppress(Exception):
+            await rt.store.delete(SUBMITTING, signin.id)
+        raise
 
 
 def _seconds_left(rt: Runtime, signin: SignIn) -> int:

@@ -135,3 +135,29 @@ async def test_the_attribute_pages_errors_speak_the_sign_ins_language(
             elsewhere = await other.get(path)
         assert elsewhere.status_code == 403 and "Autre navigateur" in elsewhere.text
         assert "Wrong browser" not in elsewhere.text and snapshot(app).user_count == 0
+
+
+async def test_a_submission_that_fails_half_way_may_be_sent_again(
+    tmp_path: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails while the guest is written: the form is not stuck behind its marker, and the
+    retry creates the guest once."""
+    settings = settings_for(tmp_path, smtp_server, attributes=ATTRIBUTES)
+    real = directory_users.sign_up
+    failures = [RuntimeError("the store went away")]
+
+    async def flaky(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(directory_users, "sign_up", flaky)
+    async with running_app(settings) as (app, client):
+        path, page = await to_attribute_page(client, smtp_server)
+        data = form(page, displayName="Ada", loyaltyNumber="1")
+        with pytest.raises(RuntimeError):
+            await client.post(path, data=data)
+        assert snapshot(app).user_count == 0
+        retry = await client.post(path, data=data)
+        assert retry.status_code == 303, retry.text
+        assert len(users(app)) == 1
