@@ -60,7 +60,12 @@ from tests.support.live_server import (  # noqa: E402
 
 BENCH_OVERRIDES: dict[str, Any] = {
     "passcode": {"resend_interval_seconds": 0, "max_sends_per_address_per_hour": 1_000_000},
-    "limits": {"passcode_sends_per_ip_per_hour": 1_000_000_000},
+    "limits": {
+        "passcode_sends_per_ip_per_hour": 1_000_000_000,
+        "signin_failures_per_ip_per_hour": 1_000_000_000,
+        "signin_failures_per_address_per_hour": 1_000_000_000,
+        "token_requests_per_client_per_minute": 1_000_000_000,
+    },
     "tokens": {"authorization_code_seconds": 600},
 }
 TARGETS = {"discovery": 0.50, "userinfo": 0.25}

@@ -1,6 +1,8 @@
 """The audit trail: one structured JSON record per sign-in attempt, with every decision and its reason.
 
-Records go to the ``gateway.audit`` logger as a single JSON line each. Reason codes are
+Records go to the ``gateway.audit`` logger as a single JSON line each, with the ``request_id`` of
+the request being handled (null outside one); sign-in records also feed the metrics and the
+sign-in log (``gateway.observability.events``). Reason codes are
 stable strings (documented in README.md, "Audit records"); pages and the record use the same ones.
 """
 
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from gateway.http import client_ip
+from gateway.observability import events
+from gateway.observability.context import request_id
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -69,7 +73,14 @@ def _record(
         "reason": reason,
         "detail": detail,
         "decisions": decisions,
+        "request_id": request_id(),
     }
+
+
+def _emit_signin(record: dict[str, Any]) -> None:
+    """The record in the log, then to metrics and the sign-in log (``gateway.observability``)."""
+    _emit(record)
+    events.signin_recorded(record)
 
 
 def signin_succeeded(
@@ -82,7 +93,7 @@ def signin_succeeded(
     decisions: list[dict[str, str]],
     policy: Mapping[str, Any] | None = None,
 ) -> None:
-    _emit(
+    _emit_signin(
         _record(
             rt,
             request,
@@ -110,7 +121,7 @@ def signin_failed(
     decisions: list[dict[str, str]] | None = None,
     policy: Mapping[str, Any] | None = None,
 ) -> None:
-    _emit(
+    _emit_signin(
         _record(
             rt,
             request,
@@ -154,6 +165,7 @@ def _admin_record(
             "ip": ip,
             "reasons": reasons,
             "detail": detail,
+            "request_id": request_id(),
         }
     )
 

@@ -20,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli_directory import add_commands as add_directory_commands
+from gateway.cli_store import add_commands as add_store_commands
 from gateway.cli_whatif import add_commands as add_whatif_commands
+from gateway.observability.context import request_id
+from gateway.observability.logs import AccessJsonFormatter
 from gateway.settings import ConfigError, Settings, load_settings, settings_json_schema
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message (and the traceback, if any)."""
+    """One JSON object a line: time, level, logger, message, the ``request_id`` of the request being
+    handled (when there is one) and the traceback, if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -36,6 +40,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        found = request_id()
+        if found is not None:
+            entry["request_id"] = found
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -44,14 +51,20 @@ class JsonFormatter(logging.Formatter):
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": JsonFormatter}, "raw": {"format": "%(message)s"}},
+    "formatters": {
+        "json": {"()": JsonFormatter},
+        "raw": {"format": "%(message)s"},
+        "access": {"()": AccessJsonFormatter},
+    },
     "handlers": {
         "json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
         # audit records are JSON lines already (gateway.audit): written as they are
         "raw": {"class": "logging.StreamHandler", "formatter": "raw", "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stderr"},
     },
     "loggers": {
         "gateway.audit": {"handlers": ["raw"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
@@ -102,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_directory_commands(commands, config, lambda args: _load(_config_path(args)))
     add_whatif_commands(commands, config, lambda args: _load(_config_path(args)))
+    add_store_commands(commands, config, lambda args: _load(_config_path(args)))
     return parser
 
 
@@ -166,21 +180,31 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from gateway.bootstrap import prepare  # the server's dependencies load only to serve
 
     prepare(settings)  # schema, dev secret, first signing keys: once, before workers fork
-    os.environ["GATEWAY_CONFIG"] = str(Path(path).resolve())
+    # absolute, symbolic links kept: a Kubernetes ConfigMap update swaps the link's target directory
+    os.environ["GATEWAY_CONFIG"] = str(Path(path).absolute())
     import uvicorn
 
-    uvicorn.run(
-        "gateway.app:create_app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=LOG_CONFIG,
-        timeout_graceful_shutdown=10,
-    )
+    from gateway.observability.multiprocess import prepare as prepare_metrics
+
+    prepare_metrics(args.workers)  # before the workers start: they all write to one directory
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": settings.observability.access_log,
+        "log_config": LOG_CONFIG,
+        "timeout_graceful_shutdown": 10,
+        # The client address is the socket peer unless http.trusted_proxies says otherwise
+        # (gateway.http.client_ip); uvicorn would believe X-Forwarded-For from loopback.
+        "proxy_headers": False,
+    }
+    from gateway.supervisor import sighup_reloads_workers
+
+    with sighup_reloads_workers():  # SIGHUP: each worker reloads its configuration (gateway.reload)
+        uvicorn.run("gateway.app:create_app_from_env", **options)
     return 0
 
 

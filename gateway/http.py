@@ -1,17 +1,24 @@
 """Small HTTP helpers shared by every endpoint: security headers, JSON bodies, forms and query
-strings, client address, and the write-behind wrapper for endpoints that make several store writes."""
+strings, the client address (behind trusted reverse proxies), and the write-behind wrapper for
+endpoints that make several store writes."""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
+
+from gateway.settings.http import Http, Network
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -81,8 +88,109 @@ def write_behind(endpoint: Endpoint) -> Endpoint:
     return batched
 
 
+MAX_FORWARDED_HOPS = 16
+"""Addresses of a forwarding header examined from the right; a longer chain of trusted proxies
+than this is not believed (the peer is the client)."""
+
+_FORWARDED_PAIR = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)=("(?:[^"\\]|\\.)*"|[^";,\s]*)\s*')
+_FORWARDED_NODE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+))(?::(?:[0-9]{1,5}|_[A-Za-z0-9._-]+))?$")
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the socket peer, unless the peer is one of ``http.trusted_proxies``;
+    then the first address from the right of ``http.client_address_header`` that is not a trusted
+    proxy (see :func:`forwarded_client`). The one place the client address is read: conditional
+    access locations, rate limits and the audit log all use it."""
+    peer = request.client.host if request.client else None
+    if peer is None:
+        return "unknown"
+    app = request.scope.get("app")
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    if runtime is None:
+        return peer
+    front: Http = runtime.settings.http
+    if not front.trusted_proxies:
+        return peer
+    header = front.client_address_header
+    return forwarded_client(peer, request.headers.getlist(header), front.proxy_networks, header=header)
+
+
+def forwarded_client(
+    peer: str,
+    header_lines: Sequence[str],
+    trusted: Sequence[Network],
+    *,
+    header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For",
+) -> str:
+    """Who a request came from, given its socket ``peer`` and the lines of its forwarding header.
+
+    A peer outside ``trusted`` is the client whatever the header says. From a trusted peer, the
+    header's addresses are walked from the right (each proxy appends the address it received the
+    request from), skipping trusted ones: the first untrusted address is the client; if every one
+    is trusted, the leftmost. Only the part written by trusted proxies is parsed, so nothing a
+    client puts in its own copy of the header can change the answer. Fail closed: a malformed or
+    empty element in that part, an ``unknown`` or obfuscated RFC 7239 node, or a chain of more
+    than ``MAX_FORWARDED_HOPS`` trusted addresses makes the peer the client.
+    """
+    peer_address = _ip(peer)
+    if peer_address is None or not _in(peer_address, trusted) or not header_lines:
+        return peer
+    parts = ",".join(header_lines).rsplit(",", MAX_FORWARDED_HOPS)
+    overflow = len(parts) > MAX_FORWARDED_HOPS
+    if overflow:
+        parts = parts[1:]  # the rest lies left of MAX_FORWARDED_HOPS trusted hops: never examined
+    parse = _forwarded_for if header == "Forwarded" else _ip
+    client: IPAddress | None = None
+    for part in reversed(parts):
+        client = parse(part.strip())
+        if client is None:
+            return peer
+        if not _in(client, trusted):
+            return str(client)
+    return peer if overflow or client is None else str(client)
+
+
+def _ip(text: str) -> IPAddress | None:
+    """An IPv4 or IPv6 address (IPv4-mapped IPv6 as IPv4), or None for anything else."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _forwarded_for(element: str) -> IPAddress | None:
+    """The ``for=`` address of one RFC 7239 forwarded-element, or None if the element is malformed,
+    has no or several ``for`` parameters, or names an ``unknown`` or obfuscated node."""
+    position, node = 0, None
+    while True:
+        pair = _FORWARDED_PAIR.match(element, position)
+        if pair is None:
+            return None
+        if pair.group(1).lower() == "for":
+            if node is not None:
+                return None
+            value = pair.group(2)
+            node = re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith('"') else value
+        position = pair.end()
+        if position == len(element):
+            break
+        if element[position] != ";":
+            return None
+        position += 1
+    found = _FORWARDED_NODE.match(node or "")
+    if found is None:
+        return None
+    if found.group(1) is not None:
+        address = _ip(found.group(1))
+        return address if isinstance(address, ipaddress.IPv6Address) or address is None else None
+    return _ip(found.group(2))
+
+
+def _in(address: IPAddress, networks: Sequence[Network]) -> bool:
+    return any(address in network for network in networks)
 
 
 class BadForm(Exception):

@@ -3,6 +3,14 @@
 ``open_runtime`` runs in the app's lifespan (once per worker); ``close`` releases it. The
 first-start work (schema, dev secret, first keys) is ``gateway.bootstrap``'s and is done
 before workers fork; here it is repeated idempotently so tests and single processes work.
+
+What derives from the YAML (settings, connectors, realm index, API connector clients, templates
+and translations, the outbox) is one immutable :class:`Configured` generation held by
+``Runtime.latest``; a reload (``gateway.reload``) builds the next one with ``configure`` and swaps
+it in with ``Runtime.install``, one assignment. ``Runtime.pinned()`` (entered per HTTP request by
+``gateway.app``) makes every ``rt.settings`` / ``rt.connectors`` / ... read of that request see
+the generation it started with, across its awaits. What cannot change while running (store,
+secrets, signing keys, the issuer's scheme) is held by ``Runtime`` itself.
 """
 
 from __future__ import annotations
@@ -10,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
+import dataclasses
+import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +33,7 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from gateway.i18n.templates import install as install_languages
-from gateway.i18n.translations import translations_for
+from gateway.i18n.translations import Translations, translations_for
 from gateway.mail.outbox import Outbox, open_outbox
 from gateway.oidc.backchannel import BackchannelSender
 from gateway.policy.home_realm import RealmIndex, build_index
@@ -63,57 +73,169 @@ async def first_start(settings: Settings, store: Store, box: SecretBox, now: int
     return base64.b64decode(salt)
 
 
-@dataclass
-class Runtime:
+@dataclass(frozen=True, eq=False)
+class Configured:
+    """One generation of the configuration: the settings and everything built from them.
+
+    Never changed once built (the template cache only fills in); ``generation`` counts from 1 in
+    each process, ``digest`` is the SHA-256 (hex) of the file it was loaded from, when known.
+    """
+
     settings: Settings
-    store: Store
-    box: SecretBox
-    keys: KeyRing
+    generation: int
+    digest: str | None
     outbox: Outbox
-    pairwise_salt: bytes
+    translations: Translations
     templates: Jinja2Templates
-    browser: BrowserBinding
-    sessions: Sessions
     email_otp: EmailOtpConnector
     connectors: dict[str, Connector]
     connector_types: dict[str, str]
     realm: RealmIndex
-    http: httpx.AsyncClient
-    backchannel: BackchannelSender
-    clock: Callable[[], float] = time.time
-    api_connectors: dict[str, ApiConnectorClient] = field(default_factory=dict)
-    """The user flows' API connectors by id (``gateway.signup.api_connector``), opened at start-up."""
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _compiled: dict[str, jinja2.Template] = field(default_factory=dict)
+    upstream_connectors: frozenset[str]
+    """Ids of the connectors that redirect to an upstream IdP (checked once: an ``isinstance``
+    against a runtime-checkable protocol costs ~15 µs a call)."""
+    api_connectors: dict[str, ApiConnectorClient]
+    """The user flows' API connectors by id (``gateway.signup.api_connector``)."""
+    compiled: dict[str, jinja2.Template] = field(default_factory=dict, repr=False)
 
     def template(self, name: str) -> jinja2.Template:
         """A page template, looked up once (Jinja's own lookup takes a lock and an LRU step)."""
-        found = self._compiled.get(name)
+        found = self.compiled.get(name)
         if found is None:
-            found = self._compiled[name] = self.templates.get_template(name)
+            found = self.compiled[name] = self.templates.get_template(name)
         return found
+
+
+_PINNED: ContextVar[tuple[Runtime, Configured] | None] = ContextVar("gateway_configuration", default=None)
+
+
+@dataclass
+class Runtime:
+    store: Store
+    box: SecretBox
+    keys: KeyRing
+    pairwise_salt: bytes
+    browser: BrowserBinding
+    sessions: Sessions
+    http: httpx.AsyncClient
+    backchannel: BackchannelSender
+    latest: Configured
+    """The newest generation: what a request that starts now sees."""
+    clock: Callable[[], float] = time.time
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _live: list[Configured] = field(default_factory=list)
+    """``latest`` and the replaced generations still in their grace period."""
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def config(self) -> Configured:
+        """The generation this request was pinned to (``pinned``), else the newest."""
+        pinned = _PINNED.get()
+        return pinned[1] if pinned is not None and pinned[0] is self else self.latest
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[Configured]:
+        """Until the block ends, this task (and the tasks it starts) reads the current generation."""
+        config = self.config
+        token = _PINNED.set((self, config))
+        try:
+            yield config
+        finally:
+            _PINNED.reset(token)
+
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        """Replace only the settings of the newest generation (tests that edit one model in place;
+        a real change goes through ``gateway.reload``, which rebuilds what derives from them)."""
+        self.install(dataclasses.replace(self.latest, settings=value))
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.config.outbox
+
+    @property
+    def templates(self) -> Jinja2Templates:
+        return self.config.templates
+
+    @property
+    def email_otp(self) -> EmailOtpConnector:
+        return self.config.email_otp
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        return self.config.connectors
+
+    @property
+    def connector_types(self) -> dict[str, str]:
+        return self.config.connector_types
+
+    @property
+    def realm(self) -> RealmIndex:
+        return self.config.realm
+
+    @property
+    def upstream_connectors(self) -> frozenset[str]:
+        return self.config.upstream_connectors
+
+    @property
+    def api_connectors(self) -> dict[str, ApiConnectorClient]:
+        return self.config.api_connectors
+
+    def template(self, name: str) -> jinja2.Template:
+        return self.config.template(name)
 
     def now(self) -> int:
         return int(self.clock())
-
-    @functools.cached_property
-    def upstream_connectors(self) -> frozenset[str]:
-        """Ids of the connectors that redirect to an upstream IdP (checked once: an
-        ``isinstance`` against a runtime-checkable protocol costs ~15 µs a call)."""
-        return frozenset(cid for cid, c in self.connectors.items() if isinstance(c, RedirectConnector))
 
     @property
     def secure_cookies(self) -> bool:
         return urlsplit(self.settings.issuer).scheme == "https"
 
+    def install(self, config: Configured) -> Configured:
+        """Make ``config`` the newest generation (one assignment); returns the one it replaces, which
+        stays usable until ``retire`` closes it."""
+        replaced, self.latest = self.latest, config
+        if not any(live is config for live in self._live):
+            self._live.append(config)
+        return replaced
+
+    def retire(self, config: Configured, grace_seconds: float) -> None:
+        """Close what ``config`` alone holds (API connector clients, its outbox) after the grace period
+        that lets requests which began with it finish."""
+
+        async def later() -> None:
+            await asyncio.sleep(grace_seconds)
+            await self._close_generation(config)
+
+        task = asyncio.create_task(later(), name=f"retire-configuration-{config.generation}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close_generation(self, config: Configured) -> None:
+        if config is self.latest:
+            return
+        self._live = [live for live in self._live if live is not config]
+        if all(live.outbox is not config.outbox for live in self._live):
+            await config.outbox.stop()
+        in_use = {id(client) for live in self._live for client in live.api_connectors.values()}
+        for client in config.api_connectors.values():
+            if id(client) not in in_use:
+                await client.aclose()
+
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._retiring]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.outbox.stop()
+        for config in [live for live in self._live if live is not self.latest]:
+            await self._close_generation(config)
+        await self.latest.outbox.stop()
         await self.backchannel.stop()
-        for api in self.api_connectors.values():
+        for api in self.latest.api_connectors.values():
             await api.aclose()
         await self.http.aclose()
         await self.store.close()
@@ -125,8 +247,6 @@ async def _refresh_keys(runtime: Runtime) -> None:
         try:
             await runtime.keys.refresh(runtime.store)
         except Exception:
-            import logging
-
             logging.getLogger("gateway").exception("signing-key refresh failed")
 
 
@@ -149,18 +269,21 @@ def _xml_security_self_test(settings: Settings) -> None:
         self_test()
 
 
-async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+def configure(
+    settings: Settings,
+    *,
+    store: Store,
+    box: SecretBox,
+    http: httpx.AsyncClient,
+    outbox: Outbox,
+    clock: Callable[[], float],
+    generation: int,
+    digest: str | None,
+) -> Configured:
+    """Build one generation from ``settings`` (synchronous: a reload runs it in a thread). Raises
+    ``ValueError`` / ``OSError`` when a connector cannot be opened (e.g. an unreadable certificate
+    file) and whatever the XML-security self-test raises; nothing is started or changed then."""
     _xml_security_self_test(settings)
-    store = open_store(settings.store)
-    box = SecretBox(secret_keys(settings))
-    salt = await first_start(settings, store, box, int(clock()))
-    keys = await KeyRing.load(store, box, clock=clock)
-    outbox = open_outbox(settings.mail)
-    await outbox.start()
-    secure = urlsplit(settings.issuer).scheme == "https"
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=100))
-    backchannel = BackchannelSender(http)
-    backchannel.start()
     site = translations_for(settings)  # built once, here: every page and mail looks it up
     context = ConnectorContext(
         state=store,
@@ -179,24 +302,53 @@ async def open_runtime(settings: Settings, *, clock: Callable[[], float] = time.
     templates.env.auto_reload = False  # templates ship with the code: no stat() of each file per render
     templates.env.globals["tenant_name"] = site.branding.name
     install_languages(templates.env, site)  # `<lang>/<name>`: each page compiled with its language's texts
-    runtime = Runtime(
+    return Configured(
         settings=settings,
-        store=store,
-        box=box,
-        keys=keys,
+        generation=generation,
+        digest=digest,
         outbox=outbox,
-        pairwise_salt=salt,
+        translations=site,
         templates=templates,
-        browser=BrowserBinding(box, secure=secure),
-        sessions=Sessions(store, secure=secure),
         email_otp=email_otp,
         connectors=connectors,
         connector_types={c.id: str(c.type) for c in settings.connectors},
         realm=build_index(settings),
-        http=http,
-        backchannel=backchannel,
-        clock=clock,
+        upstream_connectors=frozenset(
+            cid for cid, c in connectors.items() if isinstance(c, RedirectConnector)
+        ),
         api_connectors=open_api_connectors(settings),
     )
+
+
+async def open_runtime(
+    settings: Settings, *, clock: Callable[[], float] = time.time, digest: str | None = None
+) -> Runtime:
+    """The runtime of ``settings`` (generation 1; ``digest``: the SHA-256 of the file they came from)."""
+    store = open_store(settings.store)
+    box = SecretBox(secret_keys(settings))
+    salt = await first_start(settings, store, box, int(clock()))
+    keys = await KeyRing.load(store, box, clock=clock)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=100))
+    outbox = open_outbox(settings.mail)
+    config = configure(
+        settings, store=store, box=box, http=http, outbox=outbox, clock=clock, generation=1, digest=digest
+    )
+    await outbox.start()
+    secure = urlsplit(settings.issuer).scheme == "https"
+    backchannel = BackchannelSender(http)
+    backchannel.start()
+    runtime = Runtime(
+        store=store,
+        box=box,
+        keys=keys,
+        pairwise_salt=salt,
+        browser=BrowserBinding(box, secure=secure),
+        sessions=Sessions(store, secure=secure),
+        http=http,
+        backchannel=backchannel,
+        latest=config,
+        clock=clock,
+    )
+    runtime.install(config)
     runtime._tasks.append(asyncio.create_task(_refresh_keys(runtime)))
     return runtime

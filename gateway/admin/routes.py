@@ -35,6 +35,7 @@ from gateway.admin.groups import (
 from gateway.admin.invitations import create_invitation
 from gateway.admin.me import me
 from gateway.admin.openapi import openapi
+from gateway.admin.signin_log import list_signins
 from gateway.admin.users import (
     delete_user,
     get_user,
@@ -150,6 +151,7 @@ ROUTES = [
                 methods=ALL_METHODS,
             ),
             Route("/identity/conditionalAccess/evaluate", methods({"POST": evaluate}), methods=ALL_METHODS),
+            Route("/auditLogs/signIns", methods({"GET": list_signins}), methods=ALL_METHODS),
             Route("/$openapi", methods({"GET": openapi}), methods=ALL_METHODS),
             Route("/{rest:path}", not_found, methods=ALL_METHODS),
         ],

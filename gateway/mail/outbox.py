@@ -33,7 +33,7 @@ from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
 
-RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
+RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts (read when an outbox is built)
 DRAIN_TIMEOUT_SECONDS = 10.0
 MAX_QUEUED = 1000
 
@@ -91,7 +91,7 @@ class SmtpOutbox:
         self,
         settings: Mail,
         *,
-        retry_delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+        retry_delays: Sequence[float] | None = None,
         drain_timeout: float = DRAIN_TIMEOUT_SECONDS,
         max_queued: int = MAX_QUEUED,
         idle_seconds: float = IDLE_SECONDS,
@@ -106,7 +106,7 @@ class SmtpOutbox:
         self._smtp: Smtp = settings.smtp
         self._client = SmtpClient(settings.smtp, idle_seconds=idle_seconds)
         self._idle_seconds = idle_seconds
-        self._retry_delays = tuple(retry_delays)
+        self._retry_delays = tuple(RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays)
         self._drain_timeout = drain_timeout
         self._queue: asyncio.Queue[MailMessage] = asyncio.Queue(maxsize=max_queued)
         self._worker: asyncio.Task[None] | None = None

@@ -1,7 +1,8 @@
 """Client authentication at the token, revocation and introspection endpoints (RFC 6749 2.3).
 
-Supported: ``client_secret_basic``, ``client_secret_post`` and ``none`` (public clients,
-which must then use PKCE). Exactly one method per request; secrets compared in constant time.
+Supported: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt`` (RFC 7523,
+``gateway.oidc.client_assertion``) and ``none`` (public clients, which must then use PKCE). Exactly
+one method per request, and the one the client is registered for; secrets compared in constant time.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 
+from gateway.oidc.client_assertion import asserted_client_id, verify_client_assertion
 from gateway.oidc.errors import InvalidClient, InvalidRequest
-from gateway.settings.models import Application, Settings
+from gateway.runtime import Runtime
+from gateway.settings.models import Application
 
 _DUMMY_SECRET = b"\x00" * 32
 
@@ -34,9 +37,15 @@ def _basic_credentials(header: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def authenticate_client(settings: Settings, request: Request, params: dict[str, str]) -> Application:
+async def authenticate_client(rt: Runtime, request: Request, params: dict[str, str]) -> Application:
+    """The application whose client authenticated this request; ``InvalidClient`` otherwise."""
     header = request.headers.get("authorization")
     body_id, body_secret = params.get("client_id"), params.get("client_secret")
+    if "client_assertion" in params or "client_assertion_type" in params:
+        if header is not None or body_secret is not None:
+            raise InvalidRequest("use one client authentication method, not several")
+        return await _by_assertion(rt, request, params)
+    settings = rt.settings
     if header is not None:
         if body_secret is not None:
             raise InvalidRequest("use one client authentication method, not several")
@@ -67,4 +76,12 @@ def authenticate_client(settings: Settings, request: Request, params: dict[str, 
     )
     if method not in allowed or not secret_ok:
         raise InvalidClient("client authentication failed")
+    return app
+
+
+async def _by_assertion(rt: Runtime, request: Request, params: dict[str, str]) -> Application:
+    app = rt.settings.client(asserted_client_id(params))
+    if app is None or app.oidc is None or app.oidc.token_endpoint_auth_method != "private_key_jwt":
+        raise InvalidClient("client authentication failed")
+    await verify_client_assertion(rt, request, app, params)
     return app

@@ -12,6 +12,7 @@ from gateway.i18n.translations import translations_for
 from gateway.oidc.authorize_checks import PROMPTS, SUPPORTED_SCOPES
 from gateway.oidc.claims import ACR_VALUES, CLAIMS_SUPPORTED
 from gateway.runtime import Runtime
+from gateway.settings.clients import ASSERTION_ALGS
 from gateway.settings.models import Settings
 
 CACHE = {"Cache-Control": "public, max-age=300"}
@@ -19,7 +20,7 @@ CACHE = {"Cache-Control": "public, max-age=300"}
 
 def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
     base = settings.issuer
-    client_auth = ["client_secret_basic", "client_secret_post", "none"]
+    client_auth = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth2/authorize",
@@ -36,8 +37,15 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_methods_supported": client_auth,
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "revocation_endpoint_auth_methods_supported": client_auth,
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": list(CLAIMS_SUPPORTED),
         "claims_parameter_supported": False,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.directory.app_access import app_access, needs_access_data
+from gateway.observability.events import tokens_issued
 from gateway.oidc import bearer, grants
 from gateway.oidc.claims import pairwise_sub, user_claims
 from gateway.oidc.codes import new_grant_id
@@ -130,6 +131,7 @@ async def mint(
         # The family was revoked while these tokens were written (a concurrent replay).
         await rt.store.revoke_grant(grant_id)
         raise InvalidGrant("the grant was revoked")
+    tokens_issued(app.id, "access", "id", *(("refresh",) if "refresh_token" in body else ()))
     return body
 
 
@@ -158,4 +160,5 @@ async def mint_for_app(rt: Runtime, app: Application, scope: str | None) -> dict
         "exp": now + ttl,
     }
     token = await bearer.issue(rt.store, bearer.ACCESS, record, ttl, grant_id)
+    tokens_issued(app.id, "access")
     return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

@@ -31,7 +31,7 @@ async def _authenticated(request: Request) -> tuple[Runtime, Application, dict[s
     params, repeated = single_values(form.multi_items())
     if repeated:
         raise InvalidRequest(f"the {repeated} parameter is repeated")
-    app = authenticate_client(rt.settings, request, params)
+    app = await authenticate_client(rt, request, params)
     if not params.get("token"):
         raise InvalidRequest("token is required")
     return rt, app, params

@@ -1,4 +1,12 @@
-"""The token endpoint (RFC 6749 3.2): authorization_code (with PKCE, RFC 7636) and refresh_token grants."""
+"""The token endpoint (RFC 6749 3.2): authorization_code (with PKCE, RFC 7636), refresh_token and
+client_credentials grants.
+
+Each authenticated client may make ``limits.token_requests_per_client_per_minute`` requests a minute
+(a counter in the shared store, so across replicas); past that the answer is 429 with ``Retry-After``
+and ``{"error": "invalid_request", "error_description": "too many requests; ..."}`` (RFC 6749 has no
+error code for it; ``invalid_request`` is its generic one). CORS for single-page apps:
+``gateway.oidc.cors``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from starlette.responses import Response
 
 from gateway.directory.revocation import sessions_valid_from
 from gateway.http import BadForm, json_response, read_form, single_values, write_behind
-from gateway.oidc import bearer, codes, grants
+from gateway.oidc import bearer, codes, cors, grants
 from gateway.oidc.client_auth import authenticate_client
 from gateway.oidc.errors import (
     InvalidClient,
@@ -28,37 +36,67 @@ from gateway.runtime import Runtime
 from gateway.settings.models import Application
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+TOKEN_REQUESTS_KIND = "token-requests"
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'}
+EXPOSE = "Retry-After, WWW-Authenticate"
 
 
 @write_behind  # the tokens minted and the revocation check after them share one transaction
 async def token(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
+    params: dict[str, str] = {}
+    client: list[Application] = []  # the authenticated client, once known (for CORS)
     try:
-        try:
-            form = await read_form(request)
-        except BadForm as exc:
-            raise InvalidRequest(str(exc)) from exc
-        params, repeated = single_values(form.multi_items())
-        if repeated:
-            raise InvalidRequest(f"the {repeated} parameter is repeated")
-        app = authenticate_client(rt.settings, request, params)
-        grant_type = params.get("grant_type")
-        if grant_type == "authorization_code":
-            body = await _authorization_code(rt, app, params)
-        elif grant_type == "refresh_token":
-            body = await _refresh_token(rt, app, params)
-        elif grant_type == "client_credentials":
-            body = await mint_for_app(rt, app, params.get("scope"))
-        elif not grant_type:
-            raise InvalidRequest("grant_type is required")
-        else:
-            raise UnsupportedGrantType(f"grant_type {grant_type} is not supported")
-        return json_response(body)
+        response = await _answer(rt, request, params, client)
     except InvalidClient as exc:
-        challenge = {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'}
-        return json_response(exc.body(), exc.status, challenge)
+        response = json_response(exc.body(), exc.status, CHALLENGE)
     except OAuthError as exc:
-        return json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), exc.status)
+    app = client[0] if client else rt.settings.client(params.get("client_id", ""))
+    return cors.allow(response, request, app, expose=EXPOSE)
+
+
+async def _answer(
+    rt: Runtime, request: Request, params: dict[str, str], client: list[Application]
+) -> Response:
+    """The answer to a token request. ``params`` gets the request's parameters as soon as they are
+    read and ``client`` the authenticated client, so the caller has them when this raises."""
+    try:
+        form = await read_form(request)
+    except BadForm as exc:
+        raise InvalidRequest(str(exc)) from exc
+    values, repeated = single_values(form.multi_items())
+    params.update(values)
+    if repeated:
+        raise InvalidRequest(f"the {repeated} parameter is repeated")
+    app = await authenticate_client(rt, request, params)
+    client.append(app)
+    limited = await _over_limit(rt, app)
+    if limited is not None:
+        return limited
+    grant_type = params.get("grant_type")
+    if grant_type == "authorization_code":
+        body = await _authorization_code(rt, app, params)
+    elif grant_type == "refresh_token":
+        body = await _refresh_token(rt, app, params)
+    elif grant_type == "client_credentials":
+        body = await mint_for_app(rt, app, params.get("scope"))
+    elif not grant_type:
+        raise InvalidRequest("grant_type is required")
+    else:
+        raise UnsupportedGrantType(f"grant_type {grant_type} is not supported")
+    return json_response(body)
+
+
+async def _over_limit(rt: Runtime, app: Application) -> Response | None:
+    """Count one request of ``app``'s client in this minute; the 429 answer when past the limit."""
+    assert app.oidc is not None
+    counter = await rt.store.incr(TOKEN_REQUESTS_KIND, app.oidc.client_id, 60)
+    if counter.value <= rt.settings.limits.token_requests_per_client_per_minute:
+        return None
+    wait = max(counter.expires_in, 1)
+    body = {"error": "invalid_request", "error_description": f"too many requests; try again in {wait} s"}
+    return json_response(body, 429, {"Retry-After": str(wait)})
 
 
 def s256(verifier: str) -> str:

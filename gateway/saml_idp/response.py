@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from gateway.directory.app_access import app_access
 from gateway.http import page_headers
+from gateway.observability.events import tokens_issued
 from gateway.oidc.claims import pairwise_sub
 from gateway.pages import error_page, render
 from gateway.saml_idp.assertion import (
@@ -177,6 +178,7 @@ async def respond(
     body = await asyncio.to_thread(
         seal, document, sign=sp.sign, key=key, certificate=certificate, encrypt_for=encrypt_for
     )
+    tokens_issued(saml.app_id, "saml")
     await rt.store.put(
         PARTICIPANT_KIND,
         participant_id(authn.sid, app.id),

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gateway.settings.branding import Branding, TranslationOverrides, branding_problems
+from gateway.settings.clients import AssertionAlg, JwkSet, JwksUri, Origin, private_key_jwt_problem
 from gateway.settings.conditional_access import (
     Agreement,
     ConditionalAccessPolicy,
@@ -31,6 +32,9 @@ from gateway.settings.conditional_access import (
 )
 from gateway.settings.directory import Directory, Invitations
 from gateway.settings.federation import CrossTenantAccess, Redemption, cross_tenant_problems
+from gateway.settings.http import Http
+from gateway.settings.observability import Observability
+from gateway.settings.reload_settings import Reload
 from gateway.settings.saml_app import SamlApplication, saml_problems
 from gateway.settings.signup import ApiConnector, UserFlow, signup_problems
 from idp_connectors.base import check_domain
@@ -62,6 +66,7 @@ ApiPermission = Literal[
     "AppRoleAssignment.ReadWrite.All",
     "Directory.Read.All",
     "Directory.ReadWrite.All",
+    "AuditLog.Read.All",
     "Policy.Read.All",
     "UserAuthenticationMethod.Read.All",
     "UserAuthenticationMethod.ReadWrite.All",
@@ -188,7 +193,19 @@ class OidcClient(Strict):
     )
     id_token_signed_response_alg: Literal["ES256", "RS256"] | None = None
     require_pkce: bool = False
-    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    token_endpoint_auth_method: (
+        Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"] | None
+    ) = None
+    jwks: JwkSet | None = Field(None, description="private_key_jwt: the client's public keys, inline.")
+    jwks_uri: JwksUri | None = Field(
+        None, description="private_key_jwt: where the client publishes its keys."
+    )
+    token_endpoint_auth_signing_alg: AssertionAlg | None = Field(
+        None, description="private_key_jwt: the one alg its assertions use; left out, RS256, ES256 or PS256."
+    )
+    allowed_origins: list[Origin] = Field(
+        [], description="Browser origins (CORS) that may call the token and userinfo endpoints for this app."
+    )
     scopes: list[str] = Field(
         ["openid", "profile", "email", "offline_access"], description="Scopes this client may be granted."
     )
@@ -203,6 +220,11 @@ class OidcClient(Strict):
     @model_validator(mode="after")
     def _auth_method_matches_secret(self) -> OidcClient:
         method = self.token_endpoint_auth_method
+        if method == "private_key_jwt":
+            private_key_jwt_problem(self.client_secret, self.jwks, self.jwks_uri)
+            return self
+        if self.jwks is not None or self.jwks_uri is not None or self.token_endpoint_auth_signing_alg:
+            raise ValueError("jwks, jwks_uri and token_endpoint_auth_signing_alg need private_key_jwt")
         if self.client_secret is None and method not in (None, "none"):
             raise ValueError(f"token_endpoint_auth_method {method} needs a client_secret")
         if self.client_secret is not None and method == "none":
@@ -211,7 +233,7 @@ class OidcClient(Strict):
 
     @property
     def is_public(self) -> bool:
-        return self.client_secret is None
+        return self.client_secret is None and self.token_endpoint_auth_method != "private_key_jwt"
 
     @property
     def pkce_required(self) -> bool:
@@ -312,9 +334,21 @@ class TokenLifetimes(Strict):
 
 
 class Limits(Strict):
+    """Abuse limits, counted in the store (so shared by every replica) in fixed windows; past one,
+    429 with Retry-After. Passcodes per address: ``passcode.max_sends_per_address_per_hour``."""
+
     passcode_sends_per_ip_per_hour: Annotated[int, Field(gt=0)] = Field(
         30,
         description="Passcodes one client IP address may request in an hour (429 with Retry-After past it).",
+    )
+    signin_failures_per_ip_per_hour: Annotated[int, Field(gt=0)] = Field(
+        50, description="Failed passcode checks from one client IP address in an hour before it must wait."
+    )
+    signin_failures_per_address_per_hour: Annotated[int, Field(gt=0)] = Field(
+        10, description="Failed passcode checks for one email address in an hour before it must wait."
+    )
+    token_requests_per_client_per_minute: Annotated[int, Field(gt=0)] = Field(
+        3000, description="Token requests one authenticated client may make in a minute (all its users)."
     )
 
 
@@ -343,6 +377,8 @@ class Settings(Strict):
     tokens: TokenLifetimes = TokenLifetimes()
     passcode: PasscodePolicy = PasscodePolicy()
     limits: Limits = Limits()
+    http: Http = Field(Http(), description="Reverse proxies in front of the gateway (client address).")
+    reload: Reload = Field(Reload(), description="Hot reload of this file: watch it, and on SIGHUP.")
     cross_tenant_access: CrossTenantAccess = CrossTenantAccess()
     redemption: Redemption = Redemption()
     directory: Directory = Directory()
@@ -356,6 +392,7 @@ class Settings(Strict):
     conditional_access: list[ConditionalAccessPolicy] = Field(
         [], description="Conditional-access policies, evaluated at every sign-in to an app."
     )
+    observability: Observability = Field(Observability(), description="Metrics, sign-in log, request ids.")
     branding: Branding = Field(Branding(), description="Name, logo, colours and links of pages and mails.")
     translations: TranslationOverrides = Field(
         {}, description="Per language tag, catalogue texts that override English (en.yaml keys only)."
@@ -373,8 +410,15 @@ class Settings(Strict):
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not re.match(r"^(sqlite:///.+|rediss?://.+)$", value):
-            raise ValueError("use sqlite:///path/to/file.db or redis://host:port/db")
+        from gateway.store.redis_urls import parse_target  # Sentinel/Cluster forms: gateway.store.redis_urls
+
+        if re.match(r"^rediss?\+(sentinel|cluster)://", value, re.IGNORECASE):
+            parse_target(value)  # ValueError naming the bad part and the expected form
+        elif not re.match(r"^(sqlite:///.+|rediss?://.+)$", value):
+            raise ValueError(
+                "use sqlite:///path/to/file.db, redis://host:port/db, "
+                "redis+sentinel://host1:26379,host2:26379/service_name/db or redis+cluster://host1:6379,host2:6379"
+            )
         return value
 
     @model_validator(mode="after")

@@ -2,10 +2,20 @@
 
 Every page works without JavaScript. Each request is checked against the stored
 transaction and the browser that started it; every POST carries a CSRF token.
+
+Abuse limits (``limits:``, counted in the shared store, so across replicas; 429 with
+``Retry-After``): passcodes sent per client IP here, per address in the connector
+(``passcode.max_sends_per_address_per_hour``); failed passcode checks per client IP and per
+address. A failure counts in both hourly windows; the one that reaches a limit leaves a marker
+that lives as long as that window, and a passcode is checked only when neither marker is there
+(read at once, one round trip). Requests in flight together may pass the check together; each
+sign-in's own ``passcode.max_attempts`` is exact.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -43,6 +53,11 @@ IP_LIMITED = Message("signin.email.ip_limited")
 INVALID_EMAIL = Message("signin.email.invalid")
 NOT_INVITED = Message("signin.email.not_invited")
 NO_ROUTE = Message("signin.email.no_route")
+FAILURE_WINDOW_SECONDS = 3600
+FAILURES_BY_IP = "signin-failures-ip"
+FAILURES_BY_ADDRESS = "signin-failures-address"
+BLOCKED_IP = "signin-blocked-ip"
+BLOCKED_ADDRESS = "signin-blocked-address"
 
 
 async def _load(request: Request) -> tuple[Runtime, SignIn] | Response:
@@ -308,6 +323,37 @@ async def passcode_page(request: Request) -> Response:
     return _passcode_page(rt, request, signin, notice=notice)
 
 
+def _failure_keys(rt: Runtime, request: Request, email: str) -> tuple[str, str]:
+    return rt.box.keyed_hash("ip", client_ip(request)), rt.box.keyed_hash("signin-address", email)
+
+
+async def _blocked_for(rt: Runtime, keys: tuple[str, str]) -> int:
+    """Seconds until this IP address and this email address may have a passcode checked (0: now)."""
+    by_ip, by_address = await asyncio.gather(
+        rt.store.ttl(BLOCKED_IP, keys[0]), rt.store.ttl(BLOCKED_ADDRESS, keys[1])
+    )
+    return max(by_ip or 0, by_address or 0)
+
+
+async def _count_failure(rt: Runtime, keys: tuple[str, str]) -> None:
+    """One more failed check for the IP and the address; a marker for each that reached its limit."""
+    limits = rt.settings.limits
+    by_ip, by_address = await asyncio.gather(
+        rt.store.incr(FAILURES_BY_IP, keys[0], FAILURE_WINDOW_SECONDS),
+        rt.store.incr(FAILURES_BY_ADDRESS, keys[1], FAILURE_WINDOW_SECONDS),
+    )
+    if by_ip.value >= limits.signin_failures_per_ip_per_hour:
+        await rt.store.put(BLOCKED_IP, keys[0], {}, max(by_ip.expires_in, 1))
+    if by_address.value >= limits.signin_failures_per_address_per_hour:
+        await rt.store.put(BLOCKED_ADDRESS, keys[1], {}, max(by_address.expires_in, 1))
+
+
+def _wait(seconds: int) -> Message:
+    """How long to wait, rounded up (never an attempt promised before one is free)."""
+    unit, count = ("second", seconds) if seconds < 60 else ("minute", math.ceil(seconds / 60))
+    return Message(f"duration.{unit}_{'one' if count == 1 else 'other'}", count=count)
+
+
 @write_behind  # the SSO session, the end of the transaction and the code are written together
 async def submit_passcode(request: Request) -> Response:
     loaded = await _load_post(request)
@@ -316,10 +362,26 @@ async def submit_passcode(request: Request) -> Response:
     rt, signin, form = loaded
     if signin.email is None:
         return RedirectResponse(f"/signin/{signin.id}", status_code=303)
+    keys = _failure_keys(rt, request, signin.email)
+    wait = await _blocked_for(rt, keys)
+    if wait > 0:
+        audit.signin_failed(
+            rt,
+            signin.app_id,
+            reason="too_many_failures",
+            request=request,
+            connector_id=signin.connector_id,
+            decisions=[audit.decision("limits", "refused", "signin_failures")],
+        )
+        error = Message("mfa.error.locked", wait=_wait(wait))
+        return _passcode_page(
+            rt, request, signin, status=429, error=error, headers={"Retry-After": str(wait)}
+        )
     try:
         typed = form.get("passcode", "")
         identity = await rt.email_otp.verify_passcode(signin.id, signin.email, typed, rt.now())
     except ConnectorError as exc:
+        await _count_failure(rt, keys)
         used_up = isinstance(exc, InvalidPasscode) and exc.attempts_left == 0
         stopped = used_up or isinstance(exc, TooManyAttempts)
         decisions = [audit.decision("authentication", "failed", exc.code)]

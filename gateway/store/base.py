@@ -28,6 +28,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.store.signin_log import SignInLogStore
+
 JSON = dict[str, Any]
 
 
@@ -292,8 +294,9 @@ class DirectoryStore(Protocol):
         """Release connections."""
 
 
-class Store(ArtefactStore, DirectoryStore, Protocol):
-    """A backend implements both interfaces over one connection pool."""
+class Store(ArtefactStore, DirectoryStore, SignInLogStore, Protocol):
+    """A backend implements these interfaces over one connection pool (the sign-in log:
+    ``gateway.store.signin_log``)."""
 
     async def migrate(self) -> None:
         """Create or upgrade the schema. Idempotent; run before workers start."""

@@ -2,8 +2,9 @@
 
 ``sqlite:///var/gateway.db`` is a file relative to the working directory (its parent
 directories are created), ``sqlite:////srv/gateway.db`` an absolute one; ``redis://`` and
-``rediss://`` URLs go to Redis unchanged. The store is opened lazily: call ``migrate()``
-before serving.
+``rediss://`` URLs go to Redis unchanged; ``redis+sentinel://`` and ``redis+cluster://`` (and
+their ``rediss+`` TLS forms) to Redis through Sentinel or a Cluster (``redis_urls`` documents
+them). The store is opened lazily: call ``migrate()`` before serving.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from gateway.store.base import Store
+from gateway.store.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_target
 
-SUPPORTED = "sqlite:///relative/or/absolute/path.db, redis://host:port/db or rediss://host:port/db"
+SUPPORTED = (
+    "sqlite:///relative/or/absolute/path.db, redis[s]://host:port/db, "
+    "redis[s]+sentinel://host1:26379,host2:26379/service_name/db or redis[s]+cluster://host1:6379,host2:6379"
+)
 
 
 def sqlite_path(url: str) -> Path:
@@ -47,6 +52,11 @@ def open_store(url: str) -> Store:
     if scheme in ("redis", "rediss"):
         if not urlsplit(url).hostname:
             raise ValueError(f"store URL {url!r}: a Redis URL names a host, e.g. redis://127.0.0.1:6379/0")
+        from gateway.store.redis import RedisStore
+
+        return RedisStore.from_url(url)
+    if scheme in SENTINEL_SCHEMES or scheme in CLUSTER_SCHEMES:
+        parse_target(url)  # a bad URL fails here, with its message, before anything connects
         from gateway.store.redis import RedisStore
 
         return RedisStore.from_url(url)

@@ -1,4 +1,5 @@
-"""Redis backend (``redis.asyncio``): for many replicas sharing one Redis (standalone/Sentinel).
+"""Redis backend (``redis.asyncio``): for many replicas sharing one Redis (standalone, Sentinel or
+Cluster; the URL forms are in ``redis_urls``).
 
 Key scheme. Every Lua script and every transaction touches keys of one hash slot only, so
 the layout is ready for Redis Cluster: keys that change together share a ``{hash tag}``.
@@ -89,6 +90,14 @@ from gateway.store.redis_keys import (
     lua_script,
     mail_key,
 )
+from gateway.store.redis_urls import (
+    CLUSTER_SCHEMES,
+    CONNECTION_OPTIONS,
+    SENTINEL_SCHEMES,
+    open_client,
+    parse_target,
+)
+from gateway.store.signin_log_redis import RedisSignInLogMixin
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
@@ -387,24 +396,38 @@ class Client(Protocol):
 
     def pipeline(self, transaction: bool = True) -> Pipeline: ...
 
+    async def script_load(self, script: str) -> str: ...
+
     async def aclose(self) -> None: ...
 
 
-class RedisStore(RedisDirectoryMixin):
+class RedisStore(RedisDirectoryMixin, RedisSignInLogMixin):
     """``Store`` over one Redis database; see the module docstring for the key scheme."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, cluster: bool = False, also_close: Sequence[Any] = ()) -> None:
         self._redis = client
+        self._cluster = cluster  # scripts are loaded one call each (a cluster sends each to every primary)
+        self._also_close = list(also_close)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        """A store on ``redis://`` / ``rediss://`` ``url`` (query options such as timeouts win)."""
-        client = Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        """A store on ``url``: ``redis://`` / ``rediss://`` (query options such as timeouts win), or
+        a Sentinel or Cluster URL (``gateway.store.redis_urls``)."""
+        scheme = url.split("://", 1)[0].lower()
+        if scheme in SENTINEL_SCHEMES or scheme in CLUSTER_SCHEMES:
+            target = parse_target(url)
+            client, others = open_client(target)
+            return cls(cast(Client, client), cluster=target.mode == "cluster", also_close=others)
+        client = Redis.from_url(url, decode_responses=True, **CONNECTION_OPTIONS)
         return cls(cast(Client, client))
 
     # -- script plumbing ---------------------------------------------------------------
 
     async def _load_scripts(self) -> None:
+        if self._cluster:  # a pipeline sends a command to one node; script_load goes to every primary
+            for script in SCRIPTS:
+                await self._redis.script_load(script.source)
+            return
         pipe = self._redis.pipeline(transaction=False)
         for script in SCRIPTS:
             pipe.script_load(script.source)
@@ -418,7 +441,10 @@ class RedisStore(RedisDirectoryMixin):
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
 
     async def _eval_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Several scripts in one pipelined round trip (in order, not as a transaction)."""
+        """Several scripts in one pipelined round trip (in order, not as a transaction). A cluster
+        client does not pipeline scripts (redis-py refuses): there they run one after another."""
+        if self._cluster:
+            return [await self._eval(script, keys, args) for script, keys, args in calls]
         for attempt in (1, 2):
             pipe = self._redis.pipeline(transaction=False)
             for script, keys, args in calls:
@@ -480,6 +506,8 @@ class RedisStore(RedisDirectoryMixin):
 
     async def close(self) -> None:
         await self._redis.aclose()
+        for other in self._also_close:
+            await other.aclose()
 
     # -- ArtefactStore -----------------------------------------------------------------
 

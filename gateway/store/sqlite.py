@@ -68,6 +68,7 @@ from typing import Any, TypeVar
 
 from gateway.store import write_behind
 from gateway.store.base import JSON, Consumed, Counter, Delete, Put, Write
+from gateway.store.signin_log_sqlite import SIGNIN_LOG_SCHEMA, SQLiteSignInLogMixin
 from gateway.store.sqlite_directory import DIRECTORY_SCHEMA, SQLiteDirectoryMixin, delete_user_rows
 from gateway.store.validate import (
     SCHEMA_VERSION,
@@ -243,7 +244,7 @@ def _nothing(conn: sqlite3.Connection, now: float) -> None:
     return None
 
 
-class SQLiteStore(SQLiteDirectoryMixin):
+class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
     """``Store`` over one SQLite file; see the module docstring."""
 
     def __init__(
@@ -339,7 +340,7 @@ class SQLiteStore(SQLiteDirectoryMixin):
             if conn.execute(HAS_META_TABLE).fetchone() is not None:
                 row = conn.execute(GET_META, ("schema_version",)).fetchone()
                 found = check_schema_version(None if row is None else str(row[0]))
-            for statement in (*SCHEMA, *DIRECTORY_SCHEMA):
+            for statement in (*SCHEMA, *DIRECTORY_SCHEMA, *SIGNIN_LOG_SCHEMA):
                 conn.execute(statement)
             if found is None or found < 2:
                 self._index_all_mails(conn)

@@ -1,7 +1,11 @@
 """The upstream's discovery document and signing keys, fetched through the shared client and cached.
 
 One ``ProviderCache`` per connector instance. Both documents live ``CACHE_TTL_SECONDS``;
-concurrent callers share one fetch (a lock per document, checked again once held). The
+concurrent callers share one fetch (a lock per document, checked again once held). A discovery
+fetch that fails because the upstream is out of reach (``upstream_unavailable``: refused, timed
+out, 5xx) is remembered for ``NEGATIVE_CACHE_SECONDS``: callers in that window get the same error
+at once, without a request, so a burst of users cannot hammer a down IdP (one request per window
+per replica); the first call after it tries again. The
 JWKS is parsed once per fetch into ``VerificationKey``s: only public RSA (2048 bits or
 more), EC and OKP signing keys are kept, symmetric keys never.
 
@@ -34,6 +38,7 @@ from idp_connectors.oidc.fetch import json_object, send
 from idp_connectors.urls import url_problem
 
 CACHE_TTL_SECONDS = 3600
+NEGATIVE_CACHE_SECONDS = 5.0
 REFETCH_INTERVAL_SECONDS = 60
 MAX_KEYS = 100
 MIN_RSA_BITS = 2048
@@ -173,27 +178,37 @@ class ProviderCache:
         self._metadata: ProviderMetadata | None = None
         self._metadata_expires = 0.0
         self._metadata_lock = asyncio.Lock()
+        self._metadata_failure: tuple[ConnectorError, float] | None = None
         self._keys: KeySnapshot | None = None
         self._keys_lock = asyncio.Lock()
         self._last_refetch: float | None = None
 
     async def metadata(self) -> ProviderMetadata:
-        """The discovery document, fetched at most once per ``CACHE_TTL_SECONDS``."""
+        """The discovery document, fetched at most once per ``CACHE_TTL_SECONDS``; while a failed
+        fetch is remembered (``NEGATIVE_CACHE_SECONDS``), its error without a new request."""
         if self._metadata is not None and self._clock() < self._metadata_expires:
             return self._metadata
+        self._raise_remembered_failure()
         async with self._metadata_lock:
             if self._metadata is not None and self._clock() < self._metadata_expires:
                 return self._metadata
+            self._raise_remembered_failure()
             config = self._config
-            fetched = await send(
-                self._client(),
-                "GET",
-                config.discovery_document_url,
-                what="upstream discovery endpoint",
-                deadline=config.http_timeout_seconds,
-                invalid_code="discovery_invalid",
-                headers={"accept": "application/json"},
-            )
+            try:
+                fetched = await send(
+                    self._client(),
+                    "GET",
+                    config.discovery_document_url,
+                    what="upstream discovery endpoint",
+                    deadline=config.http_timeout_seconds,
+                    invalid_code="discovery_invalid",
+                    headers={"accept": "application/json"},
+                )
+            except ConnectorError as exc:
+                if exc.code == "upstream_unavailable":
+                    self._metadata_failure = (exc, self._clock() + NEGATIVE_CACHE_SECONDS)
+                raise
+            self._metadata_failure = None
             if fetched.status != 200:
                 raise ConnectorError(
                     f"the upstream discovery endpoint answered HTTP {fetched.status}",
@@ -203,6 +218,17 @@ class ProviderCache:
             self._metadata = ProviderMetadata.parse(doc, config.issuer)
             self._metadata_expires = self._clock() + CACHE_TTL_SECONDS
             return self._metadata
+
+    def _raise_remembered_failure(self) -> None:
+        """Raise (a copy of) the last discovery failure while it is remembered."""
+        failure = self._metadata_failure
+        if failure is None:
+            return
+        exc, until = failure
+        if self._clock() >= until:
+            self._metadata_failure = None
+            return
+        raise ConnectorError(str(exc), code=exc.code)
 
     async def _fetch_keys(self) -> KeySnapshot:
         """Fetch and parse the JWKS (the caller holds ``_keys_lock``)."""

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from idp_connectors.base import BeginRequest, Callback, ConnectorError
+from idp_connectors.oidc import metadata
 from idp_connectors.oidc.connector import UpstreamError
 from tests.support.oidc_idp import ISSUER, REMOVE, IdpClient, RelyingParty, b64url
 
@@ -101,12 +102,15 @@ async def test_compressed_answers_are_refused(rp: RelyingParty) -> None:
     assert rp.routes["discovery"].calls.last.request.headers["accept-encoding"] == "identity"
 
 
-async def test_discovery_failure_is_upstream_unavailable_and_not_cached(rp: RelyingParty) -> None:
+async def test_discovery_failure_is_upstream_unavailable_and_remembered_briefly(rp: RelyingParty) -> None:
     rp.routes["discovery"].mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(ConnectorError) as caught:
         await rp.begin()
     assert caught.value.code == "upstream_unavailable"
     rp.idp.mount(rp.router)
+    with pytest.raises(ConnectorError):  # a down IdP is not asked again at once (no retry storm)
+        await rp.begin()
+    rp.clock.advance(metadata.NEGATIVE_CACHE_SECONDS)
     assert (await rp.begin()).url.startswith(ISSUER)
 
 

@@ -22,7 +22,7 @@ TENANT = "4f5c2b0e-6a71-4c3e-9a8e-2f1d7c9b1a00"
 KEYS = {
     "event", "result", "time", "tenant", "app", "connector", "user", "ip", "reason", "detail", "decisions",
     "homeTenantId", "resourceTenantId", "crossTenantAccessType", "conditionalAccessStatus",
-    "authenticationRequirement", "appliedConditionalAccessPolicies",
+    "authenticationRequirement", "appliedConditionalAccessPolicies", "request_id",
 }
 
 

@@ -96,7 +96,7 @@ async def test_oidcc_discovery_endpoint_verification(op: Op) -> None:
     grants = {"authorization_code", "refresh_token", "client_credentials"}
     assert set(document["grant_types_supported"]) == grants
     assert set(document["token_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post", "none"}
+        "client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
     assert {"none", "login"} <= set(document["prompt_values_supported"])
     for claim in ("sub", "iss", "auth_time", "acr", "amr", "oid", "tid", "idp", "acct", "email", "name"):
         assert claim in document["claims_supported"], claim

@@ -218,6 +218,7 @@ def test_serve_prepares_then_runs_uvicorn_with_the_absolute_config(
                 "access_log": False,
                 "log_config": cli.LOG_CONFIG,
                 "timeout_graceful_shutdown": 10,
+                "proxy_headers": False,
             },
         )
     ]

@@ -155,7 +155,7 @@ def test_invite_prints_the_201_body_and_creates_the_guest(
     assert record | {"time": 0} == {
         "event": "admin", "action": "invite", "result": "success", "time": 0, "tenant": TENANT_ID,
         "actor": {"kind": "operator", "id": "cli"}, "target": user_id, "ip": None,
-        "reasons": ["admin_role", "domain_not_listed", "user_created"], "detail": None,
+        "reasons": ["admin_role", "domain_not_listed", "user_created"], "detail": None, "request_id": None,
     }  # fmt: skip
 
 

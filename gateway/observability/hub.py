@@ -1,0 +1,68 @@
+"""``Hub``: one app's observability (metrics, route templates, the sign-in log writer).
+
+Made by ``create_app`` with the route table; ``start`` (in the lifespan, once the runtime is open)
+wraps the upstream HTTP client and starts the sign-in log writer; ``stop`` writes what is queued.
+Settings are read from the runtime each time, so a reloaded configuration applies at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import BaseRoute
+
+from gateway.observability import upstream
+from gateway.observability.metrics import Metrics
+from gateway.observability.routes import RouteIndex
+from gateway.observability.signin_record import signin_entry
+from gateway.observability.writer import SignInLogWriter
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+NONE = "none"
+
+
+class Hub:
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.metrics = Metrics()
+        self.routes = RouteIndex(routes)
+        self.runtime: Runtime | None = None
+        self.writer: SignInLogWriter | None = None
+
+    def start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        upstream.install(
+            runtime.http, self.metrics, upstream.connector_hosts(settings.connectors), runtime.connectors
+        )
+        days = settings.observability.signin_log_days
+        if days > 0:
+            self.writer = SignInLogWriter(runtime.store, days * 86400, self.metrics.signin_log_dropped)
+            self.writer.start()
+
+    async def stop(self) -> None:
+        if self.writer is not None:
+            await self.writer.stop()
+
+    @property
+    def trust_request_id(self) -> bool:
+        return self.runtime is None or self.runtime.settings.observability.trust_request_id
+
+    def signin(self, record: dict[str, Any]) -> None:
+        """One sign-in audit record: its counters, and its sign-in log entry queued."""
+        app_id = record.get("app")
+        m = self.metrics
+        m.signins.labels(app_id or NONE, record.get("connector") or NONE, record.get("result") or NONE).inc()
+        m.policy.labels("conditional_access", record.get("conditionalAccessStatus") or NONE).inc()
+        for decision in record.get("decisions") or ():
+            if decision.get("step") == "cross_tenant_access":
+                m.policy.labels("cross_tenant_access", decision.get("outcome") or NONE).inc()
+        if self.writer is not None and self.runtime is not None:
+            app = self.runtime.settings.application(app_id) if app_id else None
+            self.writer.submit(signin_entry(record, app.name if app is not None else None))
+
+    def tokens(self, app_id: str, kinds: Sequence[str]) -> None:
+        for kind in kinds:
+            self.metrics.tokens.labels(app_id, kind).inc()

@@ -1,0 +1,86 @@
+"""``SignInLogWriter``: sign-in log entries written by a background task, off the sign-in's path.
+
+``submit`` only appends to a bounded in-memory queue and wakes the task; the task fills in
+``userPrincipalName``/``userDisplayName`` from the directory and writes what is queued with one
+``append_signins`` call (one transaction / one Redis ``MULTI``). A full queue (the store is down
+or slower than sign-ins arrive) drops the newest entries and counts them
+(``gateway_signin_log_dropped_total``) rather than growing without bound; a failed write is
+logged, counted and dropped. ``stop`` writes what is still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import Counter
+
+from gateway.store.base import Store
+from gateway.store.signin_log import SignInEntry
+
+logger = logging.getLogger("gateway.observability")
+MAX_QUEUE = 10_000
+MAX_BATCH = 500
+STOP_SECONDS = 10.0
+
+
+class SignInLogWriter:
+    def __init__(self, store: Store, keep_seconds: int, dropped: Counter) -> None:
+        self._store = store
+        self._keep = keep_seconds
+        self._dropped = dropped
+        self._queue: list[SignInEntry] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-signin-log")
+
+    def submit(self, entry: SignInEntry) -> None:
+        if len(self._queue) >= MAX_QUEUE or self._stopping:
+            self._dropped.inc()
+            return
+        self._queue.append(entry)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write everything queued now (tests, and ``stop``)."""
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            await self._write(batch)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def _write(self, batch: list[SignInEntry]) -> None:
+        try:
+            for entry in batch:
+                if entry.user_id is not None:
+                    user = await self._store.get_user(entry.user_id)
+                    if user is not None:
+                        entry.doc["userPrincipalName"] = user.get("userPrincipalName")
+                        entry.doc["userDisplayName"] = user.get("displayName")
+            await self._store.append_signins(batch, self._keep)
+        except Exception:
+            self._dropped.inc(len(batch))
+            logger.exception("could not write %d sign-in log entries", len(batch))
+
+    async def stop(self, wait_seconds: float = STOP_SECONDS) -> None:
+        """Write what is queued (waiting at most ``wait_seconds`` for a slow store), then end the task."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, wait_seconds)
+            except TimeoutError:
+                logger.error("sign-in log: %d entries not written at shutdown", len(self._queue))
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        else:
+            await self.flush()

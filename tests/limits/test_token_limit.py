@@ -1,0 +1,97 @@
+"""``limits.token_requests_per_client_per_minute``: per authenticated client, counted in the shared store
+(two gateway instances on one SQLite file or one Redis share it), 429 + Retry-After, window resets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.assertions import Clock, assert_oauth_error
+from tests.support.gateway_app import default_config, make_settings, running_app
+from tests.support.inspect_store import snapshot
+from tests.support.smtp_server import SmtpServer
+
+SECRET = "automation-secret-0123456789"
+
+
+def automation(app_id: str) -> dict[str, Any]:
+    return {
+        "id": app_id, "name": app_id, "api_permissions": ["User.Read.All"],
+        "oidc": {"client_id": app_id, "client_secret": SECRET, "redirect_uris": [f"https://{app_id}.example/cb"]},
+    }  # fmt: skip
+
+
+def settings_for(tmp_path: Path, smtp: SmtpServer, store: str | None = None) -> Any:
+    overrides: dict[str, Any] = {
+        "applications": [*default_config()["applications"], automation("job-a"), automation("job-b")],
+        "limits": {"token_requests_per_client_per_minute": 2},
+    }
+    if store is not None:
+        overrides["store"] = store
+    return make_settings(tmp_path, smtp, **overrides)
+
+
+async def app_token(client: httpx.AsyncClient, client_id: str, secret: str = SECRET) -> httpx.Response:
+    return await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+
+
+def assert_limited(response: httpx.Response) -> int:
+    body = assert_oauth_error(response, "invalid_request", 429)
+    assert body["error_description"].startswith("too many requests")
+    wait = int(response.headers["retry-after"])
+    assert 1 <= wait <= 60
+    return wait
+
+
+async def test_past_the_limit_is_429_with_retry_after_and_nothing_minted(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    settings = settings_for(tmp_path, smtp_server)
+    async with running_app(settings) as (_, client):
+        for _ in range(2):
+            assert (await app_token(client, "job-a")).status_code == 200
+        minted = snapshot(settings).count("access")
+        assert_limited(await app_token(client, "job-a"))
+        assert snapshot(settings).count("access") == minted
+        assert (await app_token(client, "job-b")).status_code == 200  # per client
+
+
+async def test_failed_authentication_does_not_use_up_the_clients_requests(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    async with running_app(settings_for(tmp_path, smtp_server)) as (_, client):
+        for _ in range(5):
+            assert_oauth_error(
+                await app_token(client, "job-a", "wrong-secret-0123456789"), "invalid_client", 401
+            )
+        assert (await app_token(client, "job-a")).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_the_limit_is_shared_by_two_instances_on_one_store(
+    tmp_path: Path, smtp_server: SmtpServer, fresh_redis_url: str, backend: str
+) -> None:
+    settings = settings_for(tmp_path, smtp_server, fresh_redis_url if backend == "redis" else None)
+    async with running_app(settings) as (_, first), running_app(settings) as (_, second):
+        assert (await app_token(first, "job-a")).status_code == 200
+        assert (await app_token(second, "job-a")).status_code == 200
+        assert_limited(await app_token(first, "job-a"))
+        assert_limited(await app_token(second, "job-a"))
+
+
+async def test_the_window_resets(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    clock = Clock()
+    async with running_app(settings_for(tmp_path, smtp_server), clock=clock) as (app, client):
+        app.state.runtime.store._clock = clock  # the SQLite store's windows follow the test clock
+        for _ in range(2):
+            assert (await app_token(client, "job-a")).status_code == 200
+        wait = assert_limited(await app_token(client, "job-a"))
+        clock.advance(wait - 1)
+        assert_limited(await app_token(client, "job-a"))
+        clock.advance(2)
+        assert (await app_token(client, "job-a")).status_code == 200
