@@ -6,7 +6,8 @@ configuration's ``store:``) into ``--to``; ``backup FILE`` writes the configured
 copied, the dump format and the idempotence rules are in ``gateway.store.transfer``. A target that
 already holds anything is refused unless ``--force``; the dump file is checked whole before
 anything is written; both print what they wrote. Exit codes: 0 ok, 1 invalid input (bad URL or
-file, non-empty target, unreachable store, conflicting target), 2 usage.
+file, non-empty target, unreachable store, conflicting target), 2 usage. Store URLs are printed
+with their passwords replaced by ``***`` (``redis_urls.redact``), in messages and errors alike.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.store.factory import open_store, sqlite_path
+from gateway.store.redis_urls import redact
 from gateway.store.transfer import Dump, DumpError, dump_lines, parse_lines, read_store, write_store
 
 SettingsLoader = Callable[[argparse.Namespace], Settings | None]
@@ -80,11 +82,21 @@ def _store_url(given: str | None, args: argparse.Namespace, load: SettingsLoader
     return settings.store
 
 
+def _redacted_errors(url: str, work: Callable[[], Store | None]) -> Store | None:
+    """``work()``, its ValueError (which quotes ``url``) re-raised with ``url``'s password hidden."""
+    try:
+        return work()
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(url, redact(url))) from None
+
+
 def _open(url: str, *, must_exist: bool) -> Store:
     """The store of ``url``; a SQLite file that must exist is not created."""
     if url.lower().startswith("sqlite:") and must_exist and not sqlite_path(url).is_file():
-        raise CommandError(f"store {url}: no such SQLite file {sqlite_path(url)}")
-    return open_store(url)
+        raise CommandError(f"store {redact(url)}: no such SQLite file {sqlite_path(url)}")
+    store = _redacted_errors(url, lambda: open_store(url))
+    assert store is not None
+    return store
 
 
 def _summary(counts: dict[str, int]) -> str:
@@ -95,7 +107,7 @@ async def _into(url: str, dump: Dump, force: bool) -> dict[str, int]:
     target = _open(url, must_exist=False)
     try:
         if not force and not (await read_store(target)).empty():
-            raise CommandError(f"store {url} is not empty; pass --force to write into it anyway")
+            raise CommandError(f"store {redact(url)} is not empty; pass --force to write into it anyway")
         return await write_store(target, dump)
     finally:
         await target.close()
@@ -133,22 +145,26 @@ def _migrate(load: SettingsLoader, args: argparse.Namespace, parser: argparse.Ar
         async def copy() -> dict[str, int]:
             return await _into(args.target, await _read(source), args.force)
 
-        print(f"migrated {source} -> {args.target}: {_summary(asyncio.run(copy()))}")
+        print(f"migrated {redact(source)} -> {redact(args.target)}: {_summary(asyncio.run(copy()))}")
 
     return _run(work)
 
 
 def open_store_check(url: str) -> None:
-    """ValueError for a store URL ``open_store`` would refuse (nothing is opened or created)."""
+    """ValueError for a store URL ``open_store`` would refuse (nothing is opened or created); the
+    message never shows the URL's password."""
     from gateway.store.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_target
 
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite":
-        sqlite_path(url)
-    elif scheme in SENTINEL_SCHEMES or scheme in CLUSTER_SCHEMES:
-        parse_target(url)
-    elif scheme not in ("redis", "rediss"):
-        open_store(url)  # raises with the supported forms
+    def check() -> None:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme == "sqlite":
+            sqlite_path(url)
+        elif scheme in SENTINEL_SCHEMES or scheme in CLUSTER_SCHEMES:
+            parse_target(url)
+        elif scheme not in ("redis", "rediss"):
+            open_store(url)  # raises with the supported forms
+
+    _redacted_errors(url, check)
 
 
 def _backup(load: SettingsLoader, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -160,7 +176,7 @@ def _backup(load: SettingsLoader, args: argparse.Namespace, parser: argparse.Arg
             raise CommandError(f"{path} exists; pass --force to replace it")
         dump = asyncio.run(_read(url))
         _write_private(path, dump)
-        print(f"backed up {url} to {path}: {_summary(dump.counts())}")
+        print(f"backed up {redact(url)} to {path}: {_summary(dump.counts())}")
 
     return _run(work)
 
@@ -191,6 +207,6 @@ def _restore(load: SettingsLoader, args: argparse.Namespace, parser: argparse.Ar
         url = _store_url(args.store, args, load)
         open_store_check(url)
         written = asyncio.run(_into(url, dump, args.force))
-        print(f"restored {path} into {url}: {_summary(written)}")
+        print(f"restored {path} into {redact(url)}: {_summary(written)}")
 
     return _run(work)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.directory.revocation import sessions_valid_from
-from gateway.http import BadForm, json_response, read_form, single_values, write_behind
+from gateway.http import BadForm, client_ip, json_response, read_form, single_values, write_behind
 from gateway.oidc import bearer, codes, cors, grants
 from gateway.oidc.client_auth import authenticate_client
 from gateway.oidc.errors import (
@@ -71,7 +71,7 @@ async def _answer(
         raise InvalidRequest(f"the {repeated} parameter is repeated")
     app = await authenticate_client(rt, request, params)
     client.append(app)
-    limited = await _over_limit(rt, app)
+    limited = await _over_limit(rt, request, app)
     if limited is not None:
         return limited
     grant_type = params.get("grant_type")
@@ -88,10 +88,15 @@ async def _answer(
     return json_response(body)
 
 
-async def _over_limit(rt: Runtime, app: Application) -> Response | None:
-    """Count one request of ``app``'s client in this minute; the 429 answer when past the limit."""
+async def _over_limit(rt: Runtime, request: Request, app: Application) -> Response | None:
+    """Count one request of ``app``'s client in this minute; the 429 answer when past the limit.
+    A public client is "authenticated" by naming it, so anyone could spend its allowance and lock out
+    every user of the app: its requests are counted per client address instead."""
     assert app.oidc is not None
-    counter = await rt.store.incr(TOKEN_REQUESTS_KIND, app.oidc.client_id, 60)
+    key = app.oidc.client_id
+    if app.oidc.is_public:
+        key = f"{key} {rt.box.keyed_hash('ip', client_ip(request))}"
+    counter = await rt.store.incr(TOKEN_REQUESTS_KIND, key, 60)
     if counter.value <= rt.settings.limits.token_requests_per_client_per_minute:
         return None
     wait = max(counter.expires_in, 1)

@@ -42,8 +42,9 @@ class Observability(_Strict):
         description="Days the sign-in log (GET /v1.0/auditLogs/signIns) keeps a record; 0 keeps none.",
     )
     trust_request_id: bool = Field(
-        True,
-        description="Take a well-formed incoming X-Request-Id (<= 64 of [A-Za-z0-9._-]) as the request id; "
-        "false: always make a fresh one.",
+        False,
+        description="Take a well-formed incoming X-Request-Id (<= 64 of [A-Za-z0-9._-]) as the request id "
+        "(turn on behind a reverse proxy that sets it: any client could otherwise choose the id in the "
+        "logs); false: always make a fresh one.",
     )
     access_log: bool = Field(False, description="uvicorn's access log, one JSON line a request (costs CPU).")

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from gateway.store.base import Store
-from gateway.store.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_target
+from gateway.store.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_target, redact
 
 SUPPORTED = (
     "sqlite:///relative/or/absolute/path.db, redis[s]://host:port/db, "
@@ -51,7 +51,7 @@ def open_store(url: str) -> Store:
         return SQLiteStore(path)
     if scheme in ("redis", "rediss"):
         if not urlsplit(url).hostname:
-            raise ValueError(f"store URL {url!r}: a Redis URL names a host, e.g. redis://127.0.0.1:6379/0")
+            raise ValueError(f"store URL {redact(url)!r}: a Redis URL names a host, e.g. redis://127.0.0.1:6379/0")
         from gateway.store.redis import RedisStore
 
         return RedisStore.from_url(url)
@@ -60,4 +60,4 @@ def open_store(url: str) -> Store:
         from gateway.store.redis import RedisStore
 
         return RedisStore.from_url(url)
-    raise ValueError(f"store URL {url!r}: unsupported scheme {scheme or '(none)'!r}; use {SUPPORTED}")
+    raise ValueError(f"store URL {redact(url)!r}: unsupported scheme {scheme or '(none)'!r}; use {SUPPORTED}")

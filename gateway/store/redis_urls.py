@@ -84,30 +84,35 @@ def is_redis_url(url: str) -> bool:
 
 def _hosts(url: str, text: str, default_port: int, form: str) -> tuple[tuple[str, int], ...]:
     if not text:
-        raise ValueError(f"store URL {_redact(url)!r}: name at least one host, e.g. {form}")
+        raise ValueError(f"store URL {redact(url)!r}: name at least one host, e.g. {form}")
     found: list[tuple[str, int]] = []
     for item in text.split(","):
         match = _HOST.match(item)
         if match is None:
-            raise ValueError(f"store URL {_redact(url)!r}: {item!r} is not host[:port]; use {form}")
+            raise ValueError(f"store URL {redact(url)!r}: {item!r} is not host[:port]; use {form}")
         port = int(match["port"]) if match["port"] else default_port
         if not 1 <= port <= 65535:
-            raise ValueError(f"store URL {_redact(url)!r}: port {port} of {item!r} is not 1-65535")
+            raise ValueError(f"store URL {redact(url)!r}: port {port} of {item!r} is not 1-65535")
         host = match["v6"] or match["name"]
         if (host, port) in found:
-            raise ValueError(f"store URL {_redact(url)!r}: {item!r} is listed twice")
+            raise ValueError(f"store URL {redact(url)!r}: {item!r} is listed twice")
         found.append((host, port))
     return tuple(found)
 
 
-def _redact(url: str) -> str:
-    """``url`` without the password of its user information (for error messages)."""
-    scheme, _, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    tail = re.sub(r"(sentinel_password=)[^&]*", r"\1***", tail)
-    return f"{scheme}://{netloc}{slash}{tail}"
+def redact(url: str) -> str:
+    """``url`` fit to print or log: its user information (everything before the last ``@`` ahead of
+    the query) and any ``password`` / ``sentinel_password`` query value replaced by ``***``. Also for
+    malformed URLs (``redis:/:pw@host``, a ``/`` in an unencoded password), which error messages
+    quote most often."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    head, question, query = rest.partition("?")
+    if "@" in head:
+        head = "***@" + head.rsplit("@", 1)[1]
+    query = re.sub(r"((?:^|&)(?:sentinel_)?password=)[^&]*", r"\1***", query)
+    return f"{scheme}{sep}{head}{question}{query}"
 
 
 def parse_target(url: str) -> RedisTarget:
@@ -116,11 +121,11 @@ def parse_target(url: str) -> RedisTarget:
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in (*SENTINEL_SCHEMES, *CLUSTER_SCHEMES):
-        raise ValueError(f"store URL {_redact(url)!r} is neither a Sentinel nor a Cluster URL")
+        raise ValueError(f"store URL {redact(url)!r} is neither a Sentinel nor a Cluster URL")
     sentinel = scheme in SENTINEL_SCHEMES
     form = SENTINEL_FORM if sentinel else CLUSTER_FORM
     if "#" in rest:
-        raise ValueError(f"store URL {_redact(url)!r}: a Redis URL takes no fragment")
+        raise ValueError(f"store URL {redact(url)!r}: a Redis URL takes no fragment")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     username: str | None = None
@@ -138,22 +143,22 @@ def parse_target(url: str) -> RedisTarget:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         what = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"store URL {_redact(url)!r}: unknown option(s) {unknown}; allowed: {what}")
+        raise ValueError(f"store URL {redact(url)!r}: unknown option(s) {unknown}; allowed: {what}")
     segments = [unquote(part) for part in path.split("/")] if path else []
     if sentinel:
         if not segments or not segments[0]:
-            raise ValueError(f"store URL {_redact(url)!r}: name the master after the hosts, e.g. {form}")
+            raise ValueError(f"store URL {redact(url)!r}: name the master after the hosts, e.g. {form}")
         if not _SERVICE.match(segments[0]):
-            raise ValueError(f"store URL {_redact(url)!r}: master name {segments[0]!r} is not valid")
+            raise ValueError(f"store URL {redact(url)!r}: master name {segments[0]!r} is not valid")
         if len(segments) > 2:
-            raise ValueError(f"store URL {_redact(url)!r}: the path is /service_name[/db]; use {form}")
+            raise ValueError(f"store URL {redact(url)!r}: the path is /service_name[/db]; use {form}")
         db = _db(url, segments[1] if len(segments) == 2 else "")
         return RedisTarget(
             "sentinel", scheme.startswith("rediss"), hosts, username, password, segments[0], db,
             options.get("sentinel_username") or None, options.get("sentinel_password") or None,
         )  # fmt: skip
     if len(segments) > 1 or (segments and segments[0] not in ("", "0")):
-        raise ValueError(f"store URL {_redact(url)!r}: a Redis Cluster has database 0 only; use {form}")
+        raise ValueError(f"store URL {redact(url)!r}: a Redis Cluster has database 0 only; use {form}")
     return RedisTarget("cluster", scheme.startswith("rediss"), hosts, username, password)
 
 
@@ -161,7 +166,7 @@ def _db(url: str, text: str) -> int:
     if text == "":
         return 0
     if not (text.isascii() and text.isdigit()) or int(text) > 15:
-        raise ValueError(f"store URL {_redact(url)!r}: database {text!r} is not a number from 0 to 15")
+        raise ValueError(f"store URL {redact(url)!r}: database {text!r} is not a number from 0 to 15")
     return int(text)
 
 

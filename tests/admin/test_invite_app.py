@@ -154,6 +154,7 @@ async def test_every_invitation_is_audited(api: Api, caplog: pytest.LogCaptureFi
     assert len(invites) == 2
     ok, failed = invites
     keys = {"event", "action", "result", "time", "tenant", "actor", "target", "ip", "reasons", "detail"}
+    keys.add("request_id")
     assert set(ok) == keys and set(failed) == keys
     assert ok["action"] == "invite" and ok["result"] == "success"
     assert ok["actor"] == {"kind": "app", "id": "inviter-app"}

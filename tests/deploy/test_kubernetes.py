@@ -36,9 +36,9 @@ def test_schema_validation_can_fail() -> None:
         kubernetes_validate.validate(broken, VERSIONS[0], strict=True)
 
 
-def test_kustomization_lists_every_manifest_but_the_ingress_example() -> None:
+def test_kustomization_lists_every_manifest_but_the_ingress_example_and_the_secret_template() -> None:
     listed = set(KUSTOMIZATION["resources"])
-    assert listed == {p.name for p in MANIFESTS} - {"ingress.yaml"}
+    assert listed == {p.name for p in MANIFESTS} - {"ingress.yaml", "secret.yaml"}
     assert all((KUBERNETES / name).is_file() for name in listed)
 
 

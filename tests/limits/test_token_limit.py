@@ -95,3 +95,20 @@ async def test_the_window_resets(tmp_path: Path, smtp_server: SmtpServer) -> Non
         assert_limited(await app_token(client, "job-a"))
         clock.advance(2)
         assert (await app_token(client, "job-a")).status_code == 200
+
+
+async def test_a_public_clients_requests_are_counted_per_client_address(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """Anyone can name a public client (``demo``): one address past the limit must not lock out every
+    user of the app."""
+    settings = settings_for(tmp_path, smtp_server)
+    refresh = {"grant_type": "refresh_token", "client_id": "demo", "refresh_token": "not-a-token"}
+    async with running_app(settings) as (app, client):
+        for _ in range(2):
+            assert_oauth_error(await client.post("/oauth2/token", data=refresh), "invalid_grant", 400)
+        assert_limited(await client.post("/oauth2/token", data=refresh))
+        other = httpx.ASGITransport(app=app, client=("198.51.100.9", 40000))
+        async with httpx.AsyncClient(transport=other, base_url=str(client.base_url)) as elsewhere:
+            answer = await elsewhere.post("/oauth2/token", data=refresh)
+            assert_oauth_error(answer, "invalid_grant", 400)  # not 429: another address has its own count

@@ -105,7 +105,8 @@ async def test_ready_503_when_the_store_is_down(tmp_path: Path) -> None:
 async def test_request_id_taken_generated_and_in_the_audit_record(
     tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_app(make_settings(tmp_path, smtp_server)) as (_, client):
+    settings = make_settings(tmp_path, smtp_server, observability={"trust_request_id": True})
+    async with running_app(settings) as (_, client):
         given = await client.get("/healthz/live", headers={"X-Request-Id": "abc.DEF_123-x"})
         assert given.headers["x-request-id"] == "abc.DEF_123-x"
         for bad in ("a" * 65, "has space", "semi;colon"):
@@ -122,8 +123,8 @@ async def test_request_id_taken_generated_and_in_the_audit_record(
     assert signins and all(r["request_id"] == "signin-req-1" for r in signins)
 
 
-async def test_untrusted_request_id_is_replaced(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, observability={"trust_request_id": False})
+async def test_an_incoming_request_id_is_replaced_unless_trusted(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # the default: any client could choose the id in the logs
     async with running_app(settings) as (_, client):
         response = await client.get("/healthz/live", headers={"X-Request-Id": "mine"})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])

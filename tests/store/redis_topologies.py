@@ -59,6 +59,15 @@ def _wait(check: object, what: str, log: Path) -> None:
     )
 
 
+def _cluster_port() -> int:
+    """A free port a cluster node can use: Redis Cluster talks on port + 10000, so at most 55535."""
+    for _ in range(200):
+        port = _free_port()
+        if port <= 55535:
+            return port
+    raise RuntimeError("no free port at or below 55535 for a Redis Cluster node")
+
+
 def _ping(port: int) -> bool:
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
     try:
@@ -72,7 +81,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     server, cli = _binary("redis-server"), _binary("redis-cli")
     workdir = tmp_path_factory.mktemp("redis-cluster")
     with ExitStack() as stack:
-        ports = [_free_port() for _ in range(3)]
+        ports = [_cluster_port() for _ in range(3)]
         for port in ports:
             log = workdir / f"node-{port}.log"
             _spawn(stack, [
