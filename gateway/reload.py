@@ -112,6 +112,8 @@ class Reloader:
                 data, self._seen_signature = await asyncio.to_thread(_read, self.path)
                 self._seen_digest = digest_of(data)
         if threading.current_thread() is threading.main_thread():
+            # Platforms or loops without signal handlers (NotImplementedError on Windows loops,
+            # RuntimeError/ValueError off the main loop) reload on the file watch alone.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._signalled.set)
                 self._signal_handler = True

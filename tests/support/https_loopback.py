@@ -71,6 +71,37 @@ def self_signed(names: Sequence[str], host: str = HOST) -> tuple[bytes, bytes]:
 
 
 @contextmanager
+def loopback_listener(host: str = HOST) -> Iterator[tuple[socket.socket, int]]:
+    """A socket bound to a free port of ``host`` (no probe-then-bind race), and that port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        yield listener, int(listener.getsockname()[1])
+    finally:
+        listener.close()
+
+
+@contextmanager
+def run_on(config: uvicorn.Config, listener: socket.socket, what: str) -> Iterator[None]:
+    """Run uvicorn with ``config`` on ``listener`` in a daemon thread until the block ends; fails
+    (naming ``what``) when it has not started within START_TIMEOUT_SECONDS."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name=what, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
 def serve_https(app: ASGIApp, *, names: Sequence[str] = (), host: str = HOST) -> Iterator[HttpsServer]:
     """Serve ``app`` at ``https://HOST:PORT`` (a free port) until the block ends."""
     key_pem, certificate_pem = self_signed(names, host)
@@ -78,32 +109,15 @@ def serve_https(app: ASGIApp, *, names: Sequence[str] = (), host: str = HOST) ->
         key_file, certificate_file = Path(directory) / "key.pem", Path(directory) / "cert.pem"
         key_file.write_bytes(key_pem)
         certificate_file.write_bytes(certificate_pem)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, 0))
-        port = int(listener.getsockname()[1])
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ssl_keyfile=str(key_file),
-            ssl_certfile=str(certificate_file),
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [listener]}, name=f"https-{port}", daemon=True
-        )
-        thread.start()
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"the https server on {host}:{port} did not start")
-                time.sleep(0.01)
-            yield HttpsServer(host, port, certificate_pem)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            listener.close()
+        with loopback_listener(host) as (listener, port):
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                ssl_keyfile=str(key_file),
+                ssl_certfile=str(certificate_file),
+            )
+            with run_on(config, listener, f"the https server on {host}:{port}"):
+                yield HttpsServer(host, port, certificate_pem)

@@ -16,11 +16,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from tests.support.https_loopback import loopback_listener, run_on
+
 HOST = "127.0.0.1"
-START_TIMEOUT_SECONDS = 10.0
 
 
 def _now() -> dt.datetime:
@@ -213,35 +211,18 @@ def serve_mtls(app: ASGIApp, *, server: Issued, client_ca: TestCA, host: str = H
     with tempfile.TemporaryDirectory(prefix="mtls-server-") as directory:
         certificate_file, key_file = server.write_pem(Path(directory), "server")
         ca_file = client_ca.write(Path(directory) / "client-ca.pem")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, 0))
-        port = int(listener.getsockname()[1])
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="critical",
-            lifespan="off",
-            http=_PeerCertificateProtocol,
-            ssl_keyfile=str(key_file),
-            ssl_certfile=str(certificate_file),
-            ssl_cert_reqs=ssl.CERT_REQUIRED,
-            ssl_ca_certs=str(ca_file),
-        )
-        running = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=running.run, kwargs={"sockets": [listener]}, name=f"mtls-{port}", daemon=True
-        )
-        thread.start()
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while not running.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"the mutual-TLS server on {host}:{port} did not start")
-                time.sleep(0.01)
-            yield MtlsServer(host, port)
-        finally:
-            running.should_exit = True
-            thread.join(timeout=10)
-            listener.close()
+        with loopback_listener(host) as (listener, port):
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="critical",
+                lifespan="off",
+                http=_PeerCertificateProtocol,
+                ssl_keyfile=str(key_file),
+                ssl_certfile=str(certificate_file),
+                ssl_cert_reqs=ssl.CERT_REQUIRED,
+                ssl_ca_certs=str(ca_file),
+            )
+            with run_on(config, listener, f"the mutual-TLS server on {host}:{port}"):
+                yield MtlsServer(host, port)
