@@ -38,7 +38,8 @@ from gateway.oidc.revocation import introspect, revoke
 from gateway.oidc.token_endpoint import token
 from gateway.oidc.userinfo import userinfo
 from gateway.ownerpages.routes import ROUTES as OWNER_ROUTES
-from gateway.reload import PinConfiguration, Reloader, digest_of
+from gateway.reload import Reloader, digest_of
+from gateway.routing import IndexedRouter
 from gateway.runtime import Runtime, open_runtime
 from gateway.saml_idp.routes import ROUTES as SAML_IDP_ROUTES
 from gateway.saml_idp.sso import ROUTES as SAML_SSO_ROUTES
@@ -135,13 +136,12 @@ def create_app(
 
     table = routes(settings)
     hub = Hub(table)
-    middleware = [Middleware(RequestMiddleware, hub=hub), Middleware(PinConfiguration)]
     app = Starlette(
-        routes=table,
         lifespan=lifespan,
-        middleware=middleware,
+        middleware=[Middleware(RequestMiddleware, hub=hub)],  # it also pins the configuration
         exception_handlers=dict(STORE_UNAVAILABLE_HANDLERS),
     )
+    app.router = IndexedRouter(table, lifespan=lifespan)  # Starlette's routing, fewer regexes
     app.state.observability = hub
     return app
 

@@ -10,7 +10,7 @@ read again too.
 A reload reads and validates the file (``load_settings``) and builds the next
 :class:`~gateway.runtime.Configured` generation in a thread, off the event loop, then installs it
 with one assignment; the generation it replaces keeps serving the requests that began with it
-(``PinConfiguration`` pins each request to the generation it started with) and its API connector
+(``RequestMiddleware`` pins each request to the generation it started with) and its API connector
 clients and outbox are closed after ``GRACE_SECONDS``. Nothing changes when:
 
 - the file is invalid: each problem is logged as ``FILE:LINE:COL: key.path: message``;
@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Literal
-
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.mail.outbox import open_outbox
 from gateway.runtime import Configured, Runtime, configure
@@ -237,19 +235,3 @@ class Reloader:
         for reason in reasons:
             logger.error("configuration not reloaded: %s", reason)
         return Outcome("refused", current.generation, tuple(reasons))
-
-
-class PinConfiguration:
-    """ASGI middleware: each HTTP request reads one configuration generation from start to end
-    (``Runtime.pinned``), whatever a reload installs meanwhile."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime: Runtime | None = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
-        if scope["type"] != "http" or runtime is None:
-            await self.app(scope, receive, send)
-            return
-        with runtime.pinned():
-            await self.app(scope, receive, send)

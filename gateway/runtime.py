@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -132,6 +132,15 @@ class Runtime:
         """The generation this request was pinned to (``pinned``), else the newest."""
         pinned = _PINNED.get()
         return pinned[1] if pinned is not None and pinned[0] is self else self.latest
+
+    def pin(self, config: Configured) -> Token[tuple[Runtime, Configured] | None]:
+        """From now on this task (and the tasks it starts) reads ``config``; undo with ``unpin``.
+        The per-request middleware's form of ``pinned``, without a generator per request."""
+        return _PINNED.set((self, config))
+
+    @staticmethod
+    def unpin(token: Token[tuple[Runtime, Configured] | None]) -> None:
+        _PINNED.reset(token)
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[Configured]:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -43,4 +43,4 @@ def choose_request_id(offered: bytes | None, trusted: bool) -> str:
         text = offered.decode("latin-1")
         if REQUEST_ID.match(text):
             return text
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # ``secrets.token_hex(16)``, without its two Python-level calls

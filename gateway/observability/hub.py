@@ -46,10 +46,6 @@ class Hub:
         if self.writer is not None:
             await self.writer.stop()
 
-    @property
-    def trust_request_id(self) -> bool:
-        return self.runtime is None or self.runtime.settings.observability.trust_request_id
-
     def signin(self, record: dict[str, Any]) -> None:
         """One sign-in audit record: its counters, and its sign-in log entry queued."""
         app_id = record.get("app")

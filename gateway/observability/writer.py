@@ -1,11 +1,14 @@
 """``SignInLogWriter``: sign-in log entries written by a background task, off the sign-in's path.
 
-``submit`` only appends to a bounded in-memory queue and wakes the task; the task fills in
-``userPrincipalName``/``userDisplayName`` from the directory and writes what is queued with one
-``append_signins`` call (one transaction / one Redis ``MULTI``). A full queue (the store is down
-or slower than sign-ins arrive) drops the newest entries and counts them
-(``gateway_signin_log_dropped_total``) rather than growing without bound; a failed write is
-logged, counted and dropped. ``stop`` writes what is still queued.
+``submit`` only appends to a bounded in-memory queue and wakes the task. The task waits
+``LINGER_SECONDS`` for more entries (a busy gateway then commits the log's pages once for many
+sign-ins, not once each), fills in ``userPrincipalName``/``userDisplayName`` from the directory
+and writes what is queued with one ``append_signins`` call (one transaction / one Redis
+``MULTI``). Expired entries are purged with an append at most every ``PURGE_SECONDS``, or after
+``PURGE_AFTER_ENTRIES`` appended entries, not with every append (it finds nothing to drop almost
+every time). A full queue (the store is down or slower than sign-ins arrive) drops the
+newest entries and counts them (``gateway_signin_log_dropped_total``) rather than growing without
+bound; a failed write is logged, counted and dropped. ``stop`` writes what is still queued.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from time import monotonic
 
 from prometheus_client import Counter
 
@@ -23,6 +27,11 @@ logger = logging.getLogger("gateway.observability")
 MAX_QUEUE = 10_000
 MAX_BATCH = 500
 STOP_SECONDS = 10.0
+LINGER_SECONDS = 1.0
+PURGE_SECONDS = 60.0
+PURGE_AFTER_ENTRIES = 500
+"""Below the SQLite purge's batch (``signin_log_sqlite.PURGE_BATCH``, 1000 a call): entries expire
+as fast as they were appended, so a purge every 500 appended entries keeps up at any rate."""
 
 
 class SignInLogWriter:
@@ -34,6 +43,9 @@ class SignInLogWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
+        self._next_purge = 0.0  # monotonic time: the first write purges
+        self._since_purge = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gateway-signin-log")
@@ -55,6 +67,8 @@ class SignInLogWriter:
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
+            with contextlib.suppress(TimeoutError):  # ``stop`` ends the wait at once
+                await asyncio.wait_for(self._stop.wait(), LINGER_SECONDS)
             await self.flush()
 
     async def _write(self, batch: list[SignInEntry]) -> None:
@@ -65,14 +79,23 @@ class SignInLogWriter:
                     if user is not None:
                         entry.doc["userPrincipalName"] = user.get("userPrincipalName")
                         entry.doc["userDisplayName"] = user.get("displayName")
-            await self._store.append_signins(batch, self._keep)
+            await self._store.append_signins(batch, self._keep, purge=self._purge_due(len(batch)))
         except Exception:
             self._dropped.inc(len(batch))
             logger.exception("could not write %d sign-in log entries", len(batch))
 
+    def _purge_due(self, appending: int) -> bool:
+        self._since_purge += appending
+        now = monotonic()
+        if now < self._next_purge and self._since_purge < PURGE_AFTER_ENTRIES:
+            return False
+        self._next_purge, self._since_purge = now + PURGE_SECONDS, 0
+        return True
+
     async def stop(self, wait_seconds: float = STOP_SECONDS) -> None:
         """Write what is queued (waiting at most ``wait_seconds`` for a slow store), then end the task."""
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         task, self._task = self._task, None
         if task is not None:

@@ -61,13 +61,15 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
 
 
 async def discovery(request: Request) -> Response:
+    """The document, encoded once per configuration generation and set of signing algorithms: a
+    reload can add languages (``ui_locales_supported``), a rotation or a new app an algorithm."""
     rt: Runtime = request.app.state.runtime
-    cached: bytes | None = getattr(request.app.state, "discovery_bytes", None)
-    if cached is None:
-        document = discovery_document(rt.settings, sorted(rt.keys.algorithms()))
-        cached = json.dumps(document, separators=(",", ":")).encode()
-        request.app.state.discovery_bytes = cached
-    return Response(cached, media_type="application/json", headers=CACHE)
+    key = (rt.config.generation, tuple(rt.keys.algorithms()))
+    cached: tuple[tuple[int, tuple[str, ...]], bytes] | None = getattr(request.app.state, "discovery", None)
+    if cached is None or cached[0] != key:
+        document = discovery_document(rt.settings, list(key[1]))
+        cached = request.app.state.discovery = (key, json.dumps(document, separators=(",", ":")).encode())
+    return Response(cached[1], media_type="application/json", headers=CACHE)
 
 
 async def jwks(request: Request) -> Response:

@@ -26,6 +26,7 @@ from gateway.policy.signup import self_service_sign_up
 from gateway.runtime import Runtime
 from gateway.settings.signup import UserFlow
 from gateway.signin import policy_step, redemption, transaction
+from gateway.signin.standing import Standing
 from gateway.signin.transaction import SignIn
 from idp_connectors.base import UpstreamIdentity
 
@@ -61,9 +62,9 @@ async def complete_signin(
     connector_type = rt.connector_types[identity.connector_id]
     # A step-up comes back here: the first pass's decisions stay in the one audit record.
     decisions = [*signin.decisions, audit.decision("authentication", "passed", "upstream_identity_verified")]
-    refused = await policy_step.admit(rt, request, signin, identity, decisions)
-    if refused is not None:
-        return refused
+    admitted = await policy_step.admit(rt, request, signin, identity, decisions)
+    if isinstance(admitted, Response):
+        return admitted
     try:
         user = await _resolve_user(rt, signin, identity, connector_type, now, decisions)
     except NeedsConsent as consent:
@@ -89,7 +90,7 @@ async def complete_signin(
         )
         title = Message("signin.refused.title")
         return error_page(request, title, refusal.message, status=403, ui_locales=signin.ui_locales)
-    return await finish_signin(rt, request, signin, identity, user, decisions)
+    return await finish_signin(rt, request, signin, identity, user, decisions, standing=admitted)
 
 
 async def finish_signin(
@@ -99,9 +100,12 @@ async def finish_signin(
     identity: UpstreamIdentity,
     user: dict[str, Any],
     decisions: list[dict[str, str]],
+    *,
+    standing: Standing | None = None,
 ) -> Response:
     """App assignment, then the policy step (``gateway.signin.policy_step``): cross-tenant access,
-    conditional access, MFA and terms, and the way back (a code to the app, or the invitation's target)."""
+    conditional access, MFA and terms, and the way back (a code to the app, or the invitation's target).
+    ``standing``: what ``policy_step.admit`` established in this request, if it ran."""
     app = rt.settings.application(signin.app_id)
     if (
         app is not None
@@ -125,7 +129,7 @@ async def finish_signin(
             return await deny(rt, request, signin, "You have not been given access to this application.")
         denied = AccessDenied("the user is not assigned to this application")
         return responses.error(signin.redirect_uri, denied, state=signin.state, issuer=rt.settings.issuer)
-    return await policy_step.after_authentication(rt, request, signin, identity, user, decisions)
+    return await policy_step.after_authentication(rt, request, signin, identity, user, decisions, standing)
 
 
 async def _resolve_user(
@@ -146,9 +150,7 @@ async def _resolve_user(
     user = await rt.store.find_user_by_identity(issuer, identity.subject)
     if user is not None and not _holds(user, issuer, identity.subject):
         # A redemption reset replaced this identity: it no longer signs the guest in.
-        raise Refusal(
-            "identity_was_reset", Message("signin.refused.identity_was_reset"), user["id"]
-        )
+        raise Refusal("identity_was_reset", Message("signin.refused.identity_was_reset"), user["id"])
     if user is not None:
         decisions.append(audit.decision("directory", "found", "existing_user"))
         if not user.get("accountEnabled", True):
@@ -167,9 +169,9 @@ async def _resolve_user(
     link = decide_link(
         email=identity.email,
         email_verified=identity.email_verified,
-        connector_trusts_email=bool(
-            getattr(_config(rt, identity.connector_id), "trust_email_for_linking", False)
-        ),
+        # Read only when a user has this email (decide_link looks at it only then): for a connector
+        # type without the setting, pydantic's failed attribute lookup costs an exception.
+        connector_trusts_email=bool(same_email) and _trusts_email_for_linking(rt, identity.connector_id),
         users_with_email=same_email,
     )
     if link.action == "refuse":
@@ -225,5 +227,6 @@ def _holds(user: dict[str, Any], issuer: str, subject: str) -> bool:
     return any(i.get("issuer") == issuer and i.get("issuerAssignedId") == subject for i in identities)
 
 
-def _config(rt: Runtime, connector_id: str) -> object:
-    return next((c for c in rt.settings.connectors if c.id == connector_id), None)
+def _trusts_email_for_linking(rt: Runtime, connector_id: str) -> bool:
+    config = next((c for c in rt.settings.connectors if c.id == connector_id), None)
+    return bool(getattr(config, "trust_email_for_linking", False))

@@ -24,6 +24,17 @@ from gateway.settings.models import Settings
 from gateway.signin.standing import Standing
 
 MFA_ACR_VALUES = frozenset({ACR_MULTI_FACTOR, "http://schemas.microsoft.com/claims/multipleauthn"})
+NO_POLICIES = Evaluation(
+    results=(),
+    blocked=False,
+    block_reason=None,
+    required=(),
+    status="notApplied",
+    authentication_requirement="singleFactorAuthentication",
+)
+"""What ``evaluate`` answers when no conditional access policy is configured (a test holds them
+equal): ``assess`` uses it rather than building the subject and context and parsing the client
+address for no policy."""
 
 
 @dataclass(frozen=True)
@@ -141,29 +152,31 @@ def assess(
         if not access.allowed:
             log["conditionalAccessStatus"] = "notApplied"
             return Assessment(access, None, (), inbound, external, log)
-    evaluation = evaluate(
-        settings.conditional_access,
-        settings.named_locations,
-        settings.terms_of_use,
-        Subject(
-            user_id=str(user["id"]),
-            group_ids=group_ids,
-            external_user_type=external,
-            home_tenant_id=standing.home_tenant_id,
-        ),
-        Context(
-            app_id=app_id,
-            client_ip=client_ip,
-            mfa=standing.mfa,
-            compliant_device=standing.compliant_device,
-            hybrid_joined_device=standing.hybrid_joined_device,
-            accepted_terms=accepted_terms(user),
-            auth_time=standing.auth_time,
-            mfa_time=standing.mfa_time,
-            signin_started_at=signin_started_at,
-            now=now,
-        ),
-    )
+    evaluation = NO_POLICIES
+    if settings.conditional_access:
+        evaluation = evaluate(
+            settings.conditional_access,
+            settings.named_locations,
+            settings.terms_of_use,
+            Subject(
+                user_id=str(user["id"]),
+                group_ids=group_ids,
+                external_user_type=external,
+                home_tenant_id=standing.home_tenant_id,
+            ),
+            Context(
+                app_id=app_id,
+                client_ip=client_ip,
+                mfa=standing.mfa,
+                compliant_device=standing.compliant_device,
+                hybrid_joined_device=standing.hybrid_joined_device,
+                accepted_terms=accepted_terms(user),
+                auth_time=standing.auth_time,
+                mfa_time=standing.mfa_time,
+                signin_started_at=signin_started_at,
+                now=now,
+            ),
+        )
     required = set(evaluation.required)
     if app_asks_for_mfa(requested_acr_values) and not standing.mfa:
         required.add("mfa")

@@ -62,9 +62,10 @@ REFUSALS = frozenset(
 
 async def admit(
     rt: Runtime, request: Request, signin: SignIn, identity: UpstreamIdentity, decisions: list[dict[str, str]]
-) -> Response | None:
+) -> Response | Standing:
     """Before the directory is read or written: refuse an identity whose home organisation may not
-    sign in here (a tenant mismatch, or inbound cross-tenant access blocking it). None lets it in."""
+    sign in here (a tenant mismatch, or inbound cross-tenant access blocking it). Lets it in with
+    the standing it earns, which ``after_authentication`` then takes rather than work it out again."""
     established = from_identity(rt.settings, identity, rt.connector_types[identity.connector_id], rt.now())
     if established.standing is None:
         assert established.refusal is not None
@@ -82,7 +83,7 @@ async def admit(
         )  # fmt: skip
     access = inbound_gate(rt.settings, standing, signin.app_id)
     if access is None or access.allowed:
-        return None
+        return standing
     log = {"homeTenantId": standing.home_tenant_id, "crossTenantAccessType": "b2bCollaboration"}
     return await _refuse(
         rt, request, signin, ("cross_tenant_access", access.reason), decisions,
@@ -97,16 +98,20 @@ async def after_authentication(
     identity: UpstreamIdentity,
     user: dict[str, Any],
     decisions: list[dict[str, str]],
+    standing: Standing | None = None,
 ) -> Response:
-    """The first pass: the standing this identity earns, then the decision."""
-    established = from_identity(rt.settings, identity, rt.connector_types[identity.connector_id], rt.now())
-    if established.standing is None:
-        assert established.refusal is not None
-        return await _refuse(
-            rt, request, signin, ("cross_tenant_access", established.refusal), decisions,
-            user_id=user["id"], connector_id=identity.connector_id,
-        )  # fmt: skip
-    standing = established.standing
+    """The first pass: the standing this identity earns (``standing``, when ``admit`` gave it in this
+    same request), then the decision."""
+    if standing is None:
+        connector_type = rt.connector_types[identity.connector_id]
+        established = from_identity(rt.settings, identity, connector_type, rt.now())
+        if established.standing is None:
+            assert established.refusal is not None
+            return await _refuse(
+                rt, request, signin, ("cross_tenant_access", established.refusal), decisions,
+                user_id=user["id"], connector_id=identity.connector_id,
+            )  # fmt: skip
+        standing = established.standing
     if standing.home_tenant_id is not None:
         outcome = "mfa_trusted" if standing.mfa else "mfa_not_trusted"
         decisions += [

@@ -103,8 +103,22 @@ class ArtefactStore(Protocol):
         """Atomically add one to a counter whose fixed window of ``window`` seconds starts on
         the first increment."""
 
+    async def consume_counted(
+        self, kind: str, id: str, counter: str, window: int, limit: int
+    ) -> tuple[Counter, Consumed | None]:
+        """Count one use of the artefact ``(kind, id)``, then consume it if the count allows:
+        ``incr(counter, id, window)``, and only when its new value is at most ``limit``,
+        ``consume(kind, id)``. Returns the counter and what the consume found (None when over the
+        limit or absent). SQLite makes both in one transaction; Redis one after the other (the
+        counter and the artefact are in different hash slots), as the two calls would."""
+
     async def ttl(self, kind: str, id: str) -> int | None:
         """Seconds the artefact has left, or None when absent."""
+
+    async def ttl_many(self, names: Sequence[tuple[str, str]]) -> list[int | None]:
+        """``ttl`` of each ``(kind, id)``, in order, in one round trip (one call instead of a
+        ``gather`` of ``ttl`` calls, whose tasks cost more than the lookups). Every name is checked
+        before anything is read."""
 
     async def apply(self, writes: Sequence[Write]) -> None:
         """Make these puts and deletes, in order, in one round trip, each as its own call would.

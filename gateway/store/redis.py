@@ -48,13 +48,14 @@ for every stored user (idempotent, so an interrupted upgrade is finished by the 
 only then records version 2. 2 had no ``user-ids``: ``migrate`` adds every stored user id (also
 idempotent) before it records version 3; the other schema 3 keys start empty.
 
-Round trips: ``get``, ``put``, ``consume``, ``delete``, ``incr``, ``ttl`` and ``add`` are one
-each (``put`` with a grant pipelines the artefact write and the index update); ``apply`` and a
-write-behind block (``batch``, ``gateway.store.write_behind``) pipeline all their writes in one
-(not a transaction: each write is atomic on its own, and its keys share one hash slot), and an
-artefact operation after queued writes costs one more; scripts run by
-``EVALSHA`` and are reloaded once if the server lost them. Directory data has no TTL: run
-Redis with persistence (AOF or RDB) in production.
+Round trips: ``get``, ``put``, ``consume``, ``delete``, ``incr``, ``ttl``, ``ttl_many`` (a
+pipeline of ``PTTL``) and ``add`` are one each (``put`` with a grant pipelines the artefact write
+and the index update), ``consume_counted`` two (``incr``, then ``consume``: other hash slots);
+``apply`` and a write-behind block (``batch``, ``gateway.store.write_behind``) pipeline all their
+writes in one (not a transaction: each write is atomic on its own, and its keys share one hash
+slot), and an artefact operation after queued writes costs one more; scripts run by ``EVALSHA``
+and are reloaded once if the server lost them. Directory data has no TTL: run Redis with
+persistence (AOF or RDB) in production.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ from gateway.store.validate import (
     check_identities,
     check_identity,
     check_key,
+    check_limit,
     check_mail,
     check_meta_value,
     check_schema_version,
@@ -376,6 +378,8 @@ class Pipeline(Protocol):
 
     def hget(self, name: str, key: str) -> Any: ...
 
+    def pttl(self, name: str) -> Any: ...
+
     async def execute(self) -> list[Any]: ...
 
 
@@ -595,11 +599,32 @@ class RedisStore(RedisDirectoryMixin, RedisSignInLogMixin):
         value, left = await self._eval(INCR, [counter_key(kind, id)], [window * 1000])
         return Counter(value=int(value), expires_in=_seconds(int(left)))
 
+    async def consume_counted(
+        self, kind: str, id: str, counter: str, window: int, limit: int
+    ) -> tuple[Counter, Consumed | None]:
+        check_key(kind, id)
+        check_limit(limit)
+        counted = await self.incr(counter, id, window)
+        if counted.value > limit:
+            return counted, None
+        return counted, await self.consume(kind, id)
+
     async def ttl(self, kind: str, id: str) -> int | None:
         check_key(kind, id)
         await self._flush()
         left = await self._redis.pttl(artefact_key(kind, id))
         return None if left < 0 else _seconds(left)
+
+    async def ttl_many(self, names: Sequence[tuple[str, str]]) -> list[int | None]:
+        for kind, id in names:
+            check_key(kind, id)
+        await self._flush()
+        if not names:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for kind, id in names:
+            pipe.pttl(artefact_key(kind, id))
+        return [None if left < 0 else _seconds(left) for left in await pipe.execute()]
 
     # -- DirectoryStore ----------------------------------------------------------------
 

@@ -112,14 +112,16 @@ def check_page(query: SignInQuery, limit: int, after: str | None) -> None:
 class SignInLogStore(Protocol):
     """The sign-in log (see the module docstring)."""
 
-    async def append_signins(self, entries: list[SignInEntry], keep_seconds: int) -> None:
-        """Add ``entries`` (each checked first: a bad one raises and nothing is written) and drop
-        entries older than ``keep_seconds`` from the store's clock. An id already logged at the same
-        time is replaced."""
+    async def append_signins(
+        self, entries: list[SignInEntry], keep_seconds: int, *, purge: bool = True
+    ) -> None:
+        """Add ``entries`` (each checked first: a bad one raises and nothing is written) and, with
+        ``purge``, drop entries older than ``keep_seconds`` from the store's clock (a backend may
+        drop only a batch of them a call). An id already logged at the same time is replaced."""
 
     async def list_signins(
         self, query: SignInQuery, *, limit: int = 100, after: str | None = None
     ) -> tuple[list[JSON], str | None]:
         """Up to ``limit`` matching documents, newest first (entries past their retention may
-        linger until the next append purges them: readers bound ``since``), and the cursor of the next
+        linger until an append purges them: readers bound ``since``), and the cursor of the next
         page (None when there is no more); ``after`` is a cursor a previous call returned."""

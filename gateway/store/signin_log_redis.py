@@ -7,8 +7,8 @@ order as their keys do) and compact JSON ``{"u": user_id, "a": app_id,
 ``ZREVRANGEBYLEX`` lists newest first and resumes strictly below a cursor (``(<key>`` excludes
 the cursor's own member, which is longer), ``[<ms>`` bounds ``since``, and ``ZREMRANGEBYLEX - (<ms>``
 drops expired entries. One key, one hash slot: ready for Redis Cluster. ``append_signins`` is one
-``MULTI`` (the ``ZADD`` of every entry and the purge); an entry replaced under the same key is
-removed first, in the same transaction. Filters are applied here, examining at most
+``MULTI`` (the ``ZADD`` of every entry and, unless told not to, the purge); an entry replaced
+under the same key is removed first, in the same transaction. Filters are applied here, examining at most
 ``SCAN_LIMIT`` members per call (``CHUNK`` a round trip).
 """
 
@@ -66,7 +66,9 @@ def _member(entry: SignInEntry, doc_text: str) -> str:
 class RedisSignInLogMixin:
     """``SignInLogStore`` for ``RedisStore``."""
 
-    async def append_signins(self: _Host, entries: list[SignInEntry], keep_seconds: int) -> None:
+    async def append_signins(
+        self: _Host, entries: list[SignInEntry], keep_seconds: int, *, purge: bool = True
+    ) -> None:
         check_retention(keep_seconds)
         members = [(key(e), _member(e, check_entry(e))) for e in list(entries)]
         client = cast(_Client, self._redis)
@@ -75,7 +77,8 @@ class RedisSignInLogMixin:
             pipe.zremrangebylex(LOG_KEY, f"[{entry_key},", f"[{entry_key},\xff")
         if members:
             pipe.zadd(LOG_KEY, {member: 0 for _, member in members})
-        pipe.zremrangebylex(LOG_KEY, "-", f"({millis(time.time() - keep_seconds):015d}")
+        if purge:
+            pipe.zremrangebylex(LOG_KEY, "-", f"({millis(time.time() - keep_seconds):015d}")
         await pipe.execute()
 
     async def list_signins(

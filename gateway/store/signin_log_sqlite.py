@@ -4,7 +4,8 @@
 newest-first listing walks the key backwards and the purge of old entries deletes a range at
 its start; ``user_id`` and ``app_id`` have their own indexes (``(user_id, ms)``, ``(app_id, ms)``)
 so a filtered listing does not walk the whole log. ``append_signins`` writes its entries and
-drops the expired ones (at most ``PURGE_BATCH`` a call) in one ``BEGIN IMMEDIATE`` transaction.
+drops the expired ones (at most ``PURGE_BATCH`` a call; unless told not to purge) in one
+``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def _cursor_parts(after: str | None) -> tuple[int, str]:
 class SQLiteSignInLogMixin:
     """``SignInLogStore`` for ``SQLiteStore``."""
 
-    async def append_signins(self: _Host, entries: list[SignInEntry], keep_seconds: int) -> None:
+    async def append_signins(
+        self: _Host, entries: list[SignInEntry], keep_seconds: int, *, purge: bool = True
+    ) -> None:
         check_retention(keep_seconds)
         rows = [
             (millis(e.time), e.id, e.user_id, e.app_id, e.error_code, check_entry(e)) for e in list(entries)
@@ -90,7 +93,8 @@ class SQLiteSignInLogMixin:
 
         def work(conn: sqlite3.Connection, now: float) -> None:
             conn.executemany(INSERT, rows)
-            conn.execute(PURGE, (millis(now - keep_seconds), PURGE_BATCH))
+            if purge:
+                conn.execute(PURGE, (millis(now - keep_seconds), PURGE_BATCH))
 
         await self._write(work)
 

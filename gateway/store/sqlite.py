@@ -35,8 +35,8 @@ operation (a lookup then runs in a write transaction), so several writes share o
 ``BEGIN IMMEDIATE … COMMIT``.
 
 ``consume`` and ``incr`` are single atomic statements (``UPDATE … RETURNING`` / upsert
-``RETURNING``, SQLite >= 3.35). SQL text is constant, so each connection's statement cache
-prepares each statement once.
+``RETURNING``, SQLite >= 3.35); ``consume_counted`` runs both in one transaction. SQL text is
+constant, so each connection's statement cache prepares each statement once.
 
 Rows carry ``expires_at`` (epoch seconds from the injectable ``clock``); reads treat expired
 rows as absent, and writes purge expired rows in small batches at most once a minute.
@@ -77,6 +77,7 @@ from gateway.store.validate import (
     check_identities,
     check_identity,
     check_key,
+    check_limit,
     check_mail,
     check_meta_value,
     check_schema_version,
@@ -586,12 +587,44 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
 
         return await self._artefact_write(work)
 
+    async def consume_counted(
+        self, kind: str, id: str, counter: str, window: int, limit: int
+    ) -> tuple[Counter, Consumed | None]:
+        check_key(kind, id)
+        check_key(counter, id)
+        check_seconds("window", window)
+        check_limit(limit)
+
+        def work(conn: sqlite3.Connection, now: float) -> tuple[Counter, Consumed | None]:
+            params = {"kind": counter, "id": id, "expires": now + window, "now": now}
+            value, expires_at = conn.execute(INCR, params).fetchone()
+            counted = Counter(value=value, expires_in=_seconds_left(expires_at, now))
+            if value > limit:
+                return counted, None
+            row = conn.execute(CONSUME, (kind, id, now)).fetchone()
+            if row is None:
+                return counted, None
+            return counted, Consumed(payload=decode(row[0]), grant_id=row[1], first=row[2] == 1)
+
+        return await self._artefact_write(work)
+
     async def ttl(self, kind: str, id: str) -> int | None:
         check_key(kind, id)
 
         def work(conn: sqlite3.Connection, now: float) -> int | None:
             row = _one(conn, TTL, (kind, id, now))
             return None if row is None else _seconds_left(row[0], now)
+
+        return await self._artefact_lookup(work)
+
+    async def ttl_many(self, names: Sequence[tuple[str, str]]) -> list[int | None]:
+        for kind, id in names:
+            check_key(kind, id)
+        keys = list(names)
+
+        def work(conn: sqlite3.Connection, now: float) -> list[int | None]:
+            rows = (_one(conn, TTL, (kind, id, now)) for kind, id in keys)
+            return [None if row is None else _seconds_left(row[0], now) for row in rows]
 
         return await self._artefact_lookup(work)
 

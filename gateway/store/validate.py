@@ -51,6 +51,14 @@ def check_seconds(what: str, seconds: int) -> None:
         raise ValueError(f"{what} must be between 1 and {MAX_TTL} seconds, got {seconds}")
 
 
+def check_limit(limit: int) -> None:
+    """A counter limit: a whole number, at least 0."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int, got {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"limit must be at least 0, got {limit}")
+
+
 def check_grant(grant_id: str | None) -> None:
     if grant_id is not None:
         check_text("grant_id", grant_id)

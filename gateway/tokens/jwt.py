@@ -3,7 +3,9 @@
 This module knows the token format and nothing about where keys come from (that is
 ``gateway.tokens.keys``). Only the asymmetric algorithms in ``SUPPORTED_ALGS`` exist here:
 ``none`` and HS* can neither be produced nor accepted, whatever a caller or a token header
-asks for (RFC 8725 section 3.1). Signing and verification go through joserfc.
+asks for (RFC 8725 section 3.1). Verification and RS256 signing go through joserfc; ES256 signing
+is written out here (docs/adr/0009): it is one ID token per code exchange and joserfc's generic
+path cost a third more than the signature itself.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
@@ -26,6 +32,10 @@ MAX_TOKEN_LENGTH: Final = 16384
 
 _HALF_HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _REGISTRIES: Final = {alg: jws.JWSRegistry(algorithms=[alg]) for alg in SUPPORTED_ALGS}
+_ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+# One encoder for every payload: ``json.dumps`` with non-default options builds a new one per call.
+_PAYLOAD_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_P256_BYTES: Final = 32
 
 SigningJWK = ECKey | RSAKey
 
@@ -69,9 +79,30 @@ def encode(claims: dict[str, Any], key: SigningJWK, *, alg: str, kid: str, typ: 
     """A compact JWS of ``claims`` (compact JSON, UTF-8) with the protected header {alg, kid, typ}."""
     if alg not in SUPPORTED_ALGS or not key_fits(key, alg):
         raise ValueError(f"cannot sign {alg!r} with this key")
-    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    payload = _PAYLOAD_JSON.encode(claims).encode()
+    if alg == "ES256":
+        private = key.private_key
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise ValueError("cannot sign ES256 with a public key")
+        return es256_compact(payload, private, protected_header(alg, kid, typ))
     header = {"alg": alg, "kid": kid, "typ": typ}
     return jws.serialize_compact(header, payload, key, registry=_REGISTRIES[alg])
+
+
+@lru_cache(maxsize=64)
+def protected_header(alg: str, kid: str, typ: str) -> str:
+    """The base64url of the protected header {alg, kid, typ}, as joserfc writes it (compact JSON,
+    in that order). Cached: a ring holds a handful of kids and two typs, so this is a few entries."""
+    return b64url(json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":")).encode())
+
+
+def es256_compact(payload: bytes, key: ec.EllipticCurvePrivateKey, header: str) -> str:
+    """RFC 7515 compact serialization of ``payload`` signed with ES256 (RFC 7518 3.4) under the
+    already encoded protected ``header``: ECDSA P-256 / SHA-256 by cryptography, its DER signature
+    turned into the fixed-width big-endian ``R || S`` (32 octets each) that JWS requires."""
+    signing_input = f"{header}.{b64url(payload)}"
+    r, s = decode_dss_signature(key.sign(signing_input.encode("ascii"), _ECDSA_SHA256))
+    return f"{signing_input}.{b64url(r.to_bytes(_P256_BYTES, 'big') + s.to_bytes(_P256_BYTES, 'big'))}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ State kept through ``ConnectorContext.state`` (addresses appear only as keyed ha
 - ``passcode-resend`` / address hash: marker that lives ``resend_interval_seconds``.
 - ``passcode-sends`` / address hash: hourly send counter.
 
-Every check is counted *before* the comparison, atomically, so parallel guesses cannot
-exceed ``policy.max_attempts``.
+Every check is counted atomically *before* its outcome is decided (a matching passcode is
+consumed only within the count, in the same store call), so parallel guesses cannot exceed
+``policy.max_attempts``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import re
 import secrets
 from collections.abc import Mapping
 
-from idp_connectors.base import ConnectorContext, ConnectorError, UpstreamIdentity
+from idp_connectors.base import ConnectorContext, ConnectorError, Consumed, Counter, UpstreamIdentity
 from idp_connectors.email_otp.config import EmailOtpConfig, PasscodePolicy
 from idp_connectors.email_otp.messages import ENGLISH, passcode_message
 
@@ -184,6 +185,17 @@ class EmailOtpConnector:
         address_ok = hmac.compare_digest(address_key.encode(), str(stored.get("address", "")).encode())
         return well_formed and code_ok and address_ok
 
+    async def _count_attempt(self, challenge_id: str, *, consume: bool) -> tuple[Counter, Consumed | None]:
+        """Count this check and, for a passcode that matched (``consume``), use it up if the count
+        allows. The comparison was made before the count, but nothing is decided before it. A match
+        is counted and consumed in one store call (one SQLite transaction instead of two)."""
+        if not consume:
+            return await self.ctx.state.incr(KIND_ATTEMPTS, challenge_id, ATTEMPT_WINDOW_SECONDS), None
+        counted: tuple[Counter, Consumed | None] = await self.ctx.state.consume_counted(
+            KIND_PASSCODE, challenge_id, KIND_ATTEMPTS, ATTEMPT_WINDOW_SECONDS, self.policy.max_attempts
+        )
+        return counted
+
     async def verify_passcode(self, challenge_id: str, email: str, code: str, now: int) -> UpstreamIdentity:
         """Check ``code`` for this sign-in and address; on success the passcode is used up."""
         address = normalise_email(email)
@@ -194,19 +206,19 @@ class EmailOtpConnector:
             if await state.get(KIND_LOCK, challenge_id) is not None:
                 raise TooManyAttempts("too many wrong passcodes; start the sign-in again")
             raise PasscodeExpired("this passcode has expired or was already used; ask for a new one")
-        attempts = await state.incr(KIND_ATTEMPTS, challenge_id, ATTEMPT_WINDOW_SECONDS)
-        if attempts.value > self.policy.max_attempts:
-            await self._lock(challenge_id)
-            raise TooManyAttempts("too many wrong passcodes; start the sign-in again")
         candidate = "".join(code.split())
         well_formed = len(candidate) == self.policy.length and _DIGITS.fullmatch(candidate) is not None
         candidate_hash = self._passcode_hash(challenge_id, candidate)
-        if not self._matches(stored, address_key, candidate_hash, well_formed):
+        matched = self._matches(stored, address_key, candidate_hash, well_formed)
+        attempts, consumed = await self._count_attempt(challenge_id, consume=matched)
+        if attempts.value > self.policy.max_attempts:
+            await self._lock(challenge_id)
+            raise TooManyAttempts("too many wrong passcodes; start the sign-in again")
+        if not matched:
             left = self.policy.max_attempts - attempts.value
             if left <= 0:
                 await self._lock(challenge_id)
             raise InvalidPasscode(max(0, left))
-        consumed = await state.consume(KIND_PASSCODE, challenge_id)
         # The passcode may have been used or replaced by a resend since it was read.
         if (
             consumed is None

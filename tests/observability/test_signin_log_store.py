@@ -66,6 +66,17 @@ async def test_old_entries_are_purged_on_append(backend: Backend, clock: FakeClo
     assert [doc["n"] for doc in page] == [2]
 
 
+async def test_an_append_told_not_to_purge_keeps_old_entries(backend: Backend, clock: FakeClock) -> None:
+    now = _now(backend, clock)
+    await backend.store.append_signins([entry(1, now - 7200)], 3600, purge=False)
+    await backend.store.append_signins([entry(2, now - 10)], 3600, purge=False)
+    page, _ = await backend.store.list_signins(SignInQuery(), limit=10)
+    assert [doc["n"] for doc in page] == [2, 1]
+    await backend.store.append_signins([], 3600)
+    page, _ = await backend.store.list_signins(SignInQuery(), limit=10)
+    assert [doc["n"] for doc in page] == [2]
+
+
 async def test_same_entry_twice_is_kept_once(backend: Backend, clock: FakeClock) -> None:
     now = _now(backend, clock)
     await backend.store.append_signins([entry(1, now)], 3600)

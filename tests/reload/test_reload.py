@@ -299,3 +299,17 @@ async def test_a_replaced_generation_is_closed_after_its_grace_period(tmp_path: 
         await asyncio.sleep(0.3)
         assert stopped == ["outbox"]  # once, after both generations that shared it were retired
         assert rt._live == [rt.latest]
+
+
+async def test_discovery_follows_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    write_config(path, config_data(path))
+    async with reloading_app(path) as (app, client):
+        before = (await client.get("/.well-known/openid-configuration")).json()
+        assert "de" not in before["ui_locales_supported"]
+        write_config(path, config_data(path, translations={"de": {"signin.email.title": "Anmelden"}}))
+        assert (await reloader_of(app).reload()).result == "applied"
+
+        after = (await client.get("/.well-known/openid-configuration")).json()
+
+        assert after["ui_locales_supported"] == sorted([*before["ui_locales_supported"], "de"])

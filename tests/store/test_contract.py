@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.base import Consumed
+from gateway.store.base import Consumed, Counter
 from gateway.store.validate import SCHEMA_VERSION
 from tests.store.conftest import Backend
 
@@ -159,6 +159,97 @@ async def test_ttl_reports_seconds_left(backend: Backend) -> None:
     assert await s.ttl("session", "absent") is None
     await s.delete("session", "s")
     assert await s.ttl("session", "s") is None
+
+
+async def test_consume_counted_counts_then_consumes_within_the_limit(backend: Backend) -> None:
+    s = backend.store
+    await s.put("passcode", "p", {"v": 1}, 60, grant_id="g")
+    counted, consumed = await s.consume_counted("passcode", "p", "attempts", 300, 2)
+    assert (counted.value, counted.expires_in) in ((1, 300), (1, 299))
+    assert consumed == Consumed(payload={"v": 1}, grant_id="g", first=True)
+    counted, consumed = await s.consume_counted("passcode", "p", "attempts", 10, 2)
+    assert counted.value == 2 and counted.expires_in > 10  # the same fixed window as ``incr``
+    assert consumed == Consumed(payload={"v": 1}, grant_id="g", first=False)
+    assert (await s.incr("attempts", "p", 300)).value == 3  # one counter with ``incr``
+    assert await s.consume_counted("absent", "p", "attempts", 300, 10) == (
+        Counter(4, counted.expires_in),
+        None,
+    )
+
+
+async def test_consume_counted_over_the_limit_counts_and_leaves_the_artefact(backend: Backend) -> None:
+    s = backend.store
+    await s.put("passcode", "p", {"v": 1}, 60)
+    await s.incr("attempts", "p", 300)
+    counted, consumed = await s.consume_counted("passcode", "p", "attempts", 300, 1)
+    assert (counted.value, consumed) == (2, None)
+    counted, consumed = await s.consume_counted("passcode", "p", "attempts", 300, 0)
+    assert (counted.value, consumed) == (3, None)
+    assert await s.consume("passcode", "p") == Consumed(payload={"v": 1}, grant_id=None, first=True)
+
+
+async def test_concurrent_consume_counted_lets_one_use_through_within_the_limit(backend: Backend) -> None:
+    s = backend.store
+    await s.put("passcode", "p", {"v": 1}, 60)
+    results = await asyncio.gather(
+        *(s.consume_counted("passcode", "p", "attempts", 60, 3) for _ in range(12))
+    )
+    assert sorted(counted.value for counted, _ in results) == list(range(1, 13))
+    firsts = [counted.value for counted, found in results if found is not None and found.first]
+    assert len(firsts) == 1
+    assert all((found is None) == (counted.value > 3) for counted, found in results)
+
+
+@pytest.mark.parametrize(
+    ("kind", "counter", "limit", "error"),
+    [
+        ("a:b", "attempts", 3, ValueError),
+        ("passcode", "", 3, ValueError),
+        ("passcode", "attempts", -1, ValueError),
+        ("passcode", "attempts", 1.5, TypeError),
+        ("passcode", "attempts", True, TypeError),
+    ],
+)
+async def test_consume_counted_checks_its_arguments_first(
+    backend: Backend, kind: Any, counter: Any, limit: Any, error: type
+) -> None:
+    s = backend.store
+    await s.put("passcode", "p", {"v": 1}, 60)
+    with pytest.raises(error):
+        await s.consume_counted(kind, "p", counter, 300, limit)
+    with pytest.raises(ValueError, match="window"):
+        await s.consume_counted("passcode", "p", "attempts", 0, 3)
+    assert (await s.incr("attempts", "p", 300)).value == 1  # nothing was counted
+    assert (await s.consume("passcode", "p")) == Consumed(payload={"v": 1}, grant_id=None, first=True)
+
+
+async def test_ttl_many_reports_each_name_in_order(backend: Backend) -> None:
+    s = backend.store
+    await s.put("session", "s", {}, 3600)
+    await s.put("code", "short", {}, 1)
+    await s.incr("session", "counted", 60)  # a counter is not an artefact
+    assert await s.ttl_many([]) == []
+    names = [
+        ("session", "s"),
+        ("session", "absent"),
+        ("code", "short"),
+        ("session", "counted"),
+        ("session", "s"),
+    ]
+    left = await s.ttl_many(names)
+    assert len(left) == 5
+    assert left[0] in (3599, 3600) and left[4] == left[0]
+    assert (left[1], left[2], left[3]) == (None, 1, None)
+    await backend.advance(1.2)
+    assert (await s.ttl_many(names))[1:4] == [None, None, None]
+
+
+async def test_ttl_many_checks_every_name_first(backend: Backend) -> None:
+    s = backend.store
+    with pytest.raises(ValueError, match="kind"):
+        await s.ttl_many([("session", "s"), ("a:b", "x")])
+    with pytest.raises(ValueError, match="id"):
+        await s.ttl_many([("session", "")])
 
 
 async def test_revoke_grant_removes_every_bound_artefact(backend: Backend) -> None:

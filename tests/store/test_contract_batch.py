@@ -111,6 +111,8 @@ async def test_the_task_reads_its_own_writes_in_the_block(backend: Backend) -> N
         assert await s.get("signin", "new") == {"v": 1}
         assert await s.get("signin", "gone") is None
         assert await s.ttl("signin", "new") in (59, 60)
+        await s.put("signin", "newer", {"v": 2}, 30)
+        assert await s.ttl_many([("signin", "newer"), ("signin", "gone")]) in ([30, None], [29, None])
         # what a read applied is there for everyone, still inside the block
         assert await elsewhere(s.get("signin", "new")) == {"v": 1}
 
@@ -128,6 +130,9 @@ async def test_every_artefact_operation_comes_after_the_queued_writes(backend: B
         assert await s.add("replay", "r", {"v": 3}, 60) is True
         await s.delete("hits", "h")
         assert (await s.incr("hits", "h", 60)).value == 1
+        await s.put("passcode", "p", {"v": 4}, 60)
+        counted, consumed = await s.consume_counted("passcode", "p", "hits", 60, 5)
+        assert (counted.value, consumed) == (1, Consumed(payload={"v": 4}, grant_id=None, first=True))
         await s.put("code", "e", {"v": 5}, 60)
         await s.apply([Put("code", "f", {"v": 6}, 60)])
         assert await elsewhere(s.get("code", "e")) == {"v": 5}

@@ -3,7 +3,8 @@
 Semantics follow ``gateway.store.base.ArtefactStore``: ``put`` replaces, ``add`` creates
 only if absent, ``consume`` marks used and tells the first caller apart from later ones
 (``get`` no longer sees a consumed artefact; it stays until its TTL for late consumers),
-``incr`` counts in a fixed window that starts on the first increment. Counters live in
+``incr`` counts in a fixed window that starts on the first increment, ``consume_counted`` is
+``incr`` then ``consume`` within the limit, in one step. Counters live in
 their own namespace. Every operation yields to the event loop once before it runs (and
 then runs without yielding), so ``asyncio.gather`` really interleaves concurrent callers
 while each operation stays atomic, as it is in the real backends.
@@ -83,6 +84,9 @@ class MemoryState:
 
     async def consume(self, kind: str, id: str) -> Consumed | None:
         await asyncio.sleep(0)
+        return self._consume(kind, id)
+
+    def _consume(self, kind: str, id: str) -> Consumed | None:
         entry = self._live(kind, id)
         if entry is None:
             return None
@@ -103,6 +107,9 @@ class MemoryState:
 
     async def incr(self, kind: str, id: str, window: int) -> Counter:
         await asyncio.sleep(0)
+        return self._count(kind, id, window)
+
+    def _count(self, kind: str, id: str, window: int) -> Counter:
         if window <= 0:
             raise ValueError("window must be positive")
         now = self.clock()
@@ -111,6 +118,15 @@ class MemoryState:
             count = self.counters[(kind, id)] = _Count(0, now + window)
         count.value += 1
         return Counter(value=count.value, expires_in=math.ceil(count.expires_at - now))
+
+    async def consume_counted(
+        self, kind: str, id: str, counter: str, window: int, limit: int
+    ) -> tuple[Counter, Consumed | None]:
+        await asyncio.sleep(0)
+        counted = self._count(counter, id, window)
+        if counted.value > limit:
+            return counted, None
+        return counted, self._consume(kind, id)
 
     async def ttl(self, kind: str, id: str) -> int | None:
         await asyncio.sleep(0)
