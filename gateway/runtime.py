@@ -4,13 +4,14 @@
 first-start work (schema, dev secret, first keys) is ``gateway.bootstrap``'s and is done
 before workers fork; here it is repeated idempotently so tests and single processes work.
 
-What derives from the YAML (settings, connectors, realm index, API connector clients, templates
-and translations, the outbox) is one immutable :class:`Configured` generation held by
+What derives from the YAML (settings, connectors, realm index, API connector clients, templates and
+translations, the outbox) is one immutable :class:`Configured` generation held by
 ``Runtime.latest``; a reload (``gateway.reload``) builds the next one with ``configure`` and swaps
-it in with ``Runtime.install``, one assignment. ``Runtime.pinned()`` (entered per HTTP request by
-``gateway.app``) makes every ``rt.settings`` / ``rt.connectors`` / ... read of that request see
-the generation it started with, across its awaits. What cannot change while running (store,
-secrets, signing keys, the issuer's scheme) is held by ``Runtime`` itself.
+it in with ``Runtime.install``, one assignment. ``Runtime.pin`` (done per HTTP request by
+``gateway.observability.middleware``; ``Runtime.pinned()`` elsewhere) makes every ``rt.settings`` /
+``rt.connectors`` / ... read of that request see the generation it started with, across its awaits.
+What cannot change while running (store, secrets, signing keys, the issuer's scheme) is held by
+``Runtime`` itself.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ configuration generation, and counts it.
 The id is a trusted, well-formed incoming ``X-Request-Id`` or a fresh one (``context``); it is
 in a context variable while the request is handled (logs and the audit record read it there)
 and echoed in the ``X-Request-Id`` response header. The request reads one configuration generation
-from start to end, whatever a reload installs meanwhile (``Runtime.pinned``; ``gateway.reload``).
+from start to end, whatever a reload installs meanwhile (``Runtime.pin``; ``gateway.reload``).
 When the response starts, the request is counted by route template and status
 (``gateway_http_requests_total``) and, when it ends, its latency observed
 (``gateway_http_request_seconds``).

@@ -30,8 +30,11 @@ STOP_SECONDS = 10.0
 LINGER_SECONDS = 1.0
 PURGE_SECONDS = 60.0
 PURGE_AFTER_ENTRIES = 500
-"""Below the SQLite purge's batch (``signin_log_sqlite.PURGE_BATCH``, 1000 a call): entries expire
-as fast as they were appended, so a purge every 500 appended entries keeps up at any rate."""
+"""Half the SQLite purge's batch (``signin_log_sqlite.PURGE_BATCH``, 1000 a call): entries expire
+at the rate they were appended ``keep`` days before, so under steady traffic a purge every 500
+appended entries keeps up with twice that rate. A backlog (a burst ``keep`` days ago, or a lowered
+``signin_log_days``) drains 1000 entries a purge: a minute each when idle. Expired entries are never
+served meanwhile (readers bound ``since``); they only take room."""
 
 
 class SignInLogWriter:
@@ -79,18 +82,17 @@ class SignInLogWriter:
                     if user is not None:
                         entry.doc["userPrincipalName"] = user.get("userPrincipalName")
                         entry.doc["userDisplayName"] = user.get("displayName")
-            await self._store.append_signins(batch, self._keep, purge=self._purge_due(len(batch)))
+            self._since_purge += len(batch)
+            purge = self._purge_due()
+            await self._store.append_signins(batch, self._keep, purge=purge)
+            if purge:  # only a purge that ran puts the next one off
+                self._next_purge, self._since_purge = monotonic() + PURGE_SECONDS, 0
         except Exception:
             self._dropped.inc(len(batch))
             logger.exception("could not write %d sign-in log entries", len(batch))
 
-    def _purge_due(self, appending: int) -> bool:
-        self._since_purge += appending
-        now = monotonic()
-        if now < self._next_purge and self._since_purge < PURGE_AFTER_ENTRIES:
-            return False
-        self._next_purge, self._since_purge = now + PURGE_SECONDS, 0
-        return True
+    def _purge_due(self) -> bool:
+        return monotonic() >= self._next_purge or self._since_purge >= PURGE_AFTER_ENTRIES
 
     async def stop(self, wait_seconds: float = STOP_SECONDS) -> None:
         """Write what is queued (waiting at most ``wait_seconds`` for a slow store), then end the task."""

@@ -116,9 +116,9 @@ class ArtefactStore(Protocol):
         """Seconds the artefact has left, or None when absent."""
 
     async def ttl_many(self, names: Sequence[tuple[str, str]]) -> list[int | None]:
-        """``ttl`` of each ``(kind, id)``, in order, in one round trip (one call instead of a
-        ``gather`` of ``ttl`` calls, whose tasks cost more than the lookups). Every name is checked
-        before anything is read."""
+        """``ttl`` of each ``(kind, id)``, in order, in one round trip (on Redis Cluster, one per node
+        holding some of the keys): one call instead of a ``gather`` of ``ttl`` calls, whose tasks
+        cost more than the lookups. Every name is checked before anything is read."""
 
     async def apply(self, writes: Sequence[Write]) -> None:
         """Make these puts and deletes, in order, in one round trip, each as its own call would.

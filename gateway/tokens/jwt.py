@@ -84,9 +84,20 @@ def encode(claims: dict[str, Any], key: SigningJWK, *, alg: str, kid: str, typ: 
         private = key.private_key
         if not isinstance(private, ec.EllipticCurvePrivateKey):
             raise ValueError("cannot sign ES256 with a public key")
+        _may_sign(key, alg)
         return es256_compact(payload, private, protected_header(alg, kid, typ))
     header = {"alg": alg, "kid": kid, "typ": typ}
     return jws.serialize_compact(header, payload, key, registry=_REGISTRIES[alg])
+
+
+def _may_sign(key: SigningJWK, alg: str) -> None:
+    """joserfc's checks before it signs: the JWK's ``use``, ``alg`` and ``key_ops`` allow it."""
+    try:
+        key.check_use("sig")
+        key.check_alg(alg)
+        key.check_key_op("sign")
+    except JoseError as exc:
+        raise ValueError(f"cannot sign {alg!r} with this key: {exc}") from exc
 
 
 @lru_cache(maxsize=64)

@@ -84,3 +84,24 @@ async def test_purges_with_the_first_write_then_after_enough_entries_or_time(
     writer.submit(entry(10, user=None))
     await writer.flush()
     assert [purge for _, purge in store.calls] == [True, False]
+
+
+async def test_a_write_that_failed_leaves_the_purge_due() -> None:
+    class FailingOnce(RecordingStore):
+        async def append_signins(
+            self, entries: list[SignInEntry], keep_seconds: int, *, purge: bool = True
+        ) -> None:
+            if not self.calls:
+                self.calls.append(([], purge))
+                raise ConnectionError("store down")
+            await super().append_signins(entries, keep_seconds, purge=purge)
+
+    store = FailingOnce()
+    writer = make_writer(store)
+    writer.submit(entry(1, user=None))
+    await writer.flush()  # fails: logged, counted, dropped
+    writer.submit(entry(2, user=None))
+    await writer.flush()
+    writer.submit(entry(3, user=None))
+    await writer.flush()
+    assert store.calls == [([], True), (["e2"], True), (["e3"], False)]

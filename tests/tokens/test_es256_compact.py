@@ -100,3 +100,18 @@ def test_keys_that_do_not_fit_es256_are_refused(key: ECKey) -> None:
         encode(CLAIMS, ECKey.generate_key("P-384", private=True), alg="ES256", kid="k", typ="JWT")
     with pytest.raises(ValueError, match="cannot sign"):
         encode(CLAIMS, RSAKey.generate_key(2048, private=True), alg="ES256", kid="k", typ="JWT")
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"use": "enc"}, {"alg": "ES384"}, {"key_ops": ["verify"]}],
+    ids=["use-enc", "alg-ES384", "key_ops-verify"],
+)
+def test_a_key_whose_parameters_forbid_signing_es256_is_refused(
+    key: ECKey, parameters: dict[str, Any]
+) -> None:
+    restricted = ECKey.import_key(key.as_dict(private=True), parameters)
+    with pytest.raises(ValueError, match="cannot sign 'ES256' with this key"):
+        encode(CLAIMS, restricted, alg="ES256", kid="k", typ="JWT")
+    allowed = ECKey.import_key(key.as_dict(private=True), {"use": "sig", "alg": "ES256", "key_ops": ["sign"]})
+    assert encode(CLAIMS, allowed, alg="ES256", kid="k", typ="JWT").count(".") == 2
