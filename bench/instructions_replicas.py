@@ -39,15 +39,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import redis
 from ruamel.yaml import YAML
 
 from bench.instructions_figures import RunTotals, callgrind_total
-from bench.load_client import SCOPE, RoundRobin
+from bench.load_client import SCOPE, RoundRobin, refresh_grant, userinfo_call
 from bench.run import BENCH_OVERRIDES
-from bench.signin_driver import FORM, BenchError, PasscodeSink, SigninDriver
+from bench.signin_driver import BenchError, PasscodeSink, SigninDriver
 from tests.support.live_server import LiveServer, live_server
 
 START_TIMEOUT = 600.0  # seconds: a gateway under callgrind starts ~50x slower
@@ -138,23 +137,7 @@ async def _concurrently(count: int, concurrency: int, targets: list[str], job: J
 
 
 async def _refresh_and_userinfo(conn: RoundRobin, pool: deque[str]) -> None:
-    if not pool:
-        raise BenchError("token: no refresh token in the pool (the plan has no passcode sign-ins)")
-    form = urlencode({"grant_type": "refresh_token", "refresh_token": pool.popleft(), "client_id": "demo"})
-    response = await conn.request(
-        "POST", "/oauth2/token", body=form.encode(), headers=[("Content-Type", FORM)]
-    )
-    if response.status != 200:
-        raise BenchError(f"refresh_token grant: {response.status} {response.body[:300]!r}")
-    tokens = response.json()
-    if "refresh_token" not in tokens or "access_token" not in tokens:
-        raise BenchError(f"refresh_token grant: no rotated tokens in {response.body[:300]!r}")
-    pool.append(tokens["refresh_token"])
-    info = await conn.request(
-        "GET", "/oauth2/userinfo", headers=[("Authorization", f"Bearer {tokens['access_token']}")]
-    )
-    if info.status != 200 or b'"sub"' not in info.body:
-        raise BenchError(f"userinfo: {info.status} {info.body[:300]!r}")
+    await userinfo_call(conn, await refresh_grant(conn, pool))
 
 
 async def drive(plan: Plan, targets: list[str], issuer: str, sink: PasscodeSink) -> None:

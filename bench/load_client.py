@@ -194,28 +194,38 @@ class Client:
         timed.append(time.perf_counter() - started)
 
     async def _refresh_and_userinfo(self, gw: RoundRobin, result: WindowResult) -> None:
-        if not self.refresh_tokens:
-            raise BenchError("token: no refresh token in the pool (run passcode sign-ins first)")
-        presented = self.refresh_tokens.popleft()
-        form = urlencode({"grant_type": "refresh_token", "refresh_token": presented, "client_id": "demo"})
         started = time.perf_counter()
-        response = await gw.request(
-            "POST", "/oauth2/token", body=form.encode(), headers=[("Content-Type", FORM)]
-        )
-        if response.status != 200:
-            raise BenchError(f"refresh_token grant: {response.status} {response.body[:300]!r}")
-        tokens = response.json()
-        if "refresh_token" not in tokens or "access_token" not in tokens:
-            raise BenchError(f"refresh_token grant: no rotated tokens in {response.body[:300]!r}")
-        self.refresh_tokens.append(tokens["refresh_token"])
+        access_token = await refresh_grant(gw, self.refresh_tokens)
         middle = time.perf_counter()
-        info = await gw.request(
-            "GET", "/oauth2/userinfo", headers=[("Authorization", f"Bearer {tokens['access_token']}")]
-        )
-        if info.status != 200 or b'"sub"' not in info.body:
-            raise BenchError(f"userinfo: {info.status} {info.body[:300]!r}")
+        await userinfo_call(gw, access_token)
         result.latencies.setdefault("refresh", []).append(middle - started)
         result.latencies.setdefault("userinfo", []).append(time.perf_counter() - middle)
+
+
+async def refresh_grant(conn: Connection, pool: deque[str]) -> str:
+    """A ``refresh_token`` grant with the oldest refresh token of ``pool``; the rotated one goes
+    back to the pool. Returns the new access token."""
+    if not pool:
+        raise BenchError("token: no refresh token in the pool (run passcode sign-ins first)")
+    form = urlencode({"grant_type": "refresh_token", "refresh_token": pool.popleft(), "client_id": "demo"})
+    response = await conn.request(
+        "POST", "/oauth2/token", body=form.encode(), headers=[("Content-Type", FORM)]
+    )
+    if response.status != 200:
+        raise BenchError(f"refresh_token grant: {response.status} {response.body[:300]!r}")
+    tokens = response.json()
+    if "refresh_token" not in tokens or "access_token" not in tokens:
+        raise BenchError(f"refresh_token grant: no rotated tokens in {response.body[:300]!r}")
+    pool.append(tokens["refresh_token"])
+    return str(tokens["access_token"])
+
+
+async def userinfo_call(conn: Connection, access_token: str) -> None:
+    info = await conn.request(
+        "GET", "/oauth2/userinfo", headers=[("Authorization", f"Bearer {access_token}")]
+    )
+    if info.status != 200 or b'"sub"' not in info.body:
+        raise BenchError(f"userinfo: {info.status} {info.body[:300]!r}")
 
 
 async def _serve(spec: ClientSpec, pipe: Pipe) -> None:
