@@ -9,6 +9,7 @@ pipelined batches. This is not one snapshot: copy with the gateways stopped. Key
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from gateway.store.redis import RedisStore
@@ -53,47 +54,44 @@ async def _keys(client: Any, prefix: str) -> list[str]:
     return sorted({str(key) async for key in client.scan_iter(match=prefix + "*", count=BATCH)})
 
 
-async def _read_artefacts(client: Any, dump: Dump, now: float) -> None:
-    keys = await _keys(client, ARTEFACT_PREFIX)
+async def _with_ttl(client: Any, prefix: str, read: str) -> AsyncIterator[tuple[str, Any, int]]:
+    """Each key under ``prefix`` with its value (the client method ``read``: ``get``, ``hgetall``)
+    and its milliseconds left (``PTTL``), ``BATCH`` keys a pipelined round trip."""
+    keys = await _keys(client, prefix)
     for start in range(0, len(keys), BATCH):
         batch = keys[start : start + BATCH]
         pipe = client.pipeline(transaction=False)
         for key in batch:
-            pipe.hgetall(key)
-            pipe.pttl(key)
-        found = await pipe.execute()
-        for key, fields, left in zip(batch, found[::2], found[1::2], strict=True):
-            if not fields or "payload" not in fields or int(left) <= 0:
-                continue  # gone, or without an expiry (never written by this store)
-            kind, id = name_of(key, ARTEFACT_PREFIX)
-            dump.artefacts.append(
-                {
-                    "kind": kind,
-                    "id": id,
-                    "payload": decode(fields["payload"]),
-                    "grant_id": fields.get("grant") or None,
-                    "uses": int(fields.get("uses") or 0),
-                    "expires_at": now + int(left) / 1000,
-                }
-            )
-
-
-async def _read_counters(client: Any, dump: Dump, now: float) -> None:
-    keys = await _keys(client, COUNTER_PREFIX)
-    for start in range(0, len(keys), BATCH):
-        batch = keys[start : start + BATCH]
-        pipe = client.pipeline(transaction=False)
-        for key in batch:
-            pipe.get(key)
+            getattr(pipe, read)(key)
             pipe.pttl(key)
         found = await pipe.execute()
         for key, value, left in zip(batch, found[::2], found[1::2], strict=True):
-            if value is None or int(left) <= 0:
-                continue
-            kind, id = name_of(key, COUNTER_PREFIX)
-            dump.counters.append(
-                {"kind": kind, "id": id, "value": int(value), "expires_at": now + int(left) / 1000}
-            )
+            yield key, value, int(left)
+
+
+async def _read_artefacts(client: Any, dump: Dump, now: float) -> None:
+    async for key, fields, left in _with_ttl(client, ARTEFACT_PREFIX, "hgetall"):
+        if not fields or "payload" not in fields or left <= 0:
+            continue  # gone, or without an expiry (never written by this store)
+        kind, id = name_of(key, ARTEFACT_PREFIX)
+        dump.artefacts.append(
+            {
+                "kind": kind,
+                "id": id,
+                "payload": decode(fields["payload"]),
+                "grant_id": fields.get("grant") or None,
+                "uses": int(fields.get("uses") or 0),
+                "expires_at": now + left / 1000,
+            }
+        )
+
+
+async def _read_counters(client: Any, dump: Dump, now: float) -> None:
+    async for key, value, left in _with_ttl(client, COUNTER_PREFIX, "get"):
+        if value is None or left <= 0:
+            continue
+        kind, id = name_of(key, COUNTER_PREFIX)
+        dump.counters.append({"kind": kind, "id": id, "value": int(value), "expires_at": now + left / 1000})
 
 
 async def read_redis(store: RedisStore, now: float) -> Dump:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support.redis_server import stop_process
+
 START_TIMEOUT_SECONDS = 10.0
 
 
@@ -75,14 +77,8 @@ class RestartableRedis:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process)
 
     def stored_keys(self) -> list[str]:
         client = self.client()

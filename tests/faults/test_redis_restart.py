@@ -29,26 +29,24 @@ from tests.support.smtp_server import SmtpServer, extract_passcode
 GUEST = "guest@fabrikam.example"
 
 
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "aof", aof=True)
+def _running(workdir: Path, *, aof: bool) -> Iterator[RestartableRedis]:
+    server = RestartableRedis(workdir, aof=aof)
     server.workdir.mkdir()
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    yield from _running(tmp_path / "aof", aof=True)
 
 
 @pytest.fixture
 def volatile_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "volatile", aof=False)
-    server.workdir.mkdir()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(tmp_path / "volatile", aof=False)
 
 
 async def _to_passcode_form(

@@ -22,6 +22,7 @@ import redis
 from gateway import cli
 from tests.support import flows
 from tests.support.gateway_app import make_settings, running_app
+from tests.support.redis_server import flush_db
 from tests.support.smtp_server import SmtpServer
 
 GUEST = "moving.guest@fabrikam.example"
@@ -38,14 +39,6 @@ def claims_of(id_token: str) -> dict[str, Any]:
 
 def with_db(url: str, db: int) -> str:
     return url.rsplit("/", 1)[0] + f"/{db}"
-
-
-def flush(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 async def run_cli(*argv: str) -> int:
@@ -98,7 +91,7 @@ async def test_sqlite_to_redis_then_backup_and_restore_keep_the_guest_and_the_re
     )
 
     restored = with_db(fresh_redis_url, 1)
-    flush(restored)
+    flush_db(restored)
     code = await run_cli("store", "restore", str(dump), "--store", restored)
     assert code == 0
     await assert_same_guest(
@@ -107,7 +100,7 @@ async def test_sqlite_to_redis_then_backup_and_restore_keep_the_guest_and_the_re
         tokens["refresh_token"],
         before,
     )
-    flush(restored)
+    flush_db(restored)
 
 
 async def test_migrating_into_a_store_that_is_not_empty_is_refused_and_writes_nothing(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.redis_server import _free_port
+from tests.support.redis_server import _free_port, stop_process
 
 READY_SECONDS = 15.0
 
@@ -33,16 +33,7 @@ def _binary(name: str) -> str:
 
 def _spawn(stack: ExitStack, argv: list[str], log: Path) -> None:
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    stack.callback(stop)
+    stack.callback(stop_process, process)
 
 
 def _wait(check: object, what: str, log: Path) -> None:
