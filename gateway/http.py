@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.jsontext import ascii_bytes
 from gateway.settings.http import Http, Network
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,7 +36,6 @@ PAGE_HEADERS = {
 
 MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 100
-_JSON = json.JSONEncoder(separators=(",", ":"))  # ``json.dumps`` with options builds one per call
 
 
 def origin(url: str) -> str:
@@ -70,7 +69,7 @@ def json_response(
     if headers:
         merged.update(headers)
     return Response(
-        _JSON.encode(body).encode(),
+        ascii_bytes(body),  # json.dumps(body, separators=(",", ":")), by orjson where it can
         status_code=status,
         media_type="application/json",
         headers=merged,

@@ -13,11 +13,12 @@ cursor of the last entry it examined.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from gateway.jsontext import strict_text
 
 MAX_ID = 64
 MAX_LIMIT = 999
@@ -25,7 +26,6 @@ SCAN_LIMIT = 5000
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 JSON = dict[str, Any]  # as gateway.store.base, which imports this module (so nothing of the store here)
 MAX_FIELD = 1024
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 CURSOR = re.compile(r"^[0-9]{15}\.[A-Za-z0-9-]{1,64}$")
 
 
@@ -88,7 +88,7 @@ def check_entry(entry: SignInEntry) -> str:
     if not isinstance(entry.doc, dict):
         raise TypeError(f"the sign-in document must be a JSON object, got {type(entry.doc).__name__}")
     try:
-        return _ENCODER.encode(entry.doc)
+        return strict_text(entry.doc)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"the sign-in document is not JSON-serialisable: {exc}") from exc
 

@@ -14,10 +14,10 @@ under the same key is removed first, in the same transaction. Filters are applie
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Protocol, cast
 
+from gateway.jsontext import ascii_bytes
 from gateway.store.base import JSON
 from gateway.store.signin_log import (
     SCAN_LIMIT,
@@ -59,7 +59,7 @@ class _Host(Protocol):
 
 
 def _member(entry: SignInEntry, doc_text: str) -> str:
-    head = json.dumps({"u": entry.user_id, "a": entry.app_id, "e": entry.error_code}, separators=(",", ":"))
+    head = ascii_bytes({"u": entry.user_id, "a": entry.app_id, "e": entry.error_code}).decode()
     return f'{key(entry)},{head[:-1]},"d":{doc_text}}}'
 
 

@@ -6,10 +6,10 @@ clear ``ValueError``/``TypeError`` on SQLite and Redis, and nothing is written.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, cast
 
+from gateway.jsontext import loads, strict_text
 from gateway.store.base import JSON
 
 KIND_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -18,8 +18,6 @@ MAX_TTL = 10 * 366 * 86400
 SCHEMA_VERSION = 3  # 1: first release; 2: users indexed by mail; 3: soft delete, groups, app links
 MAX_USER_MAILS = 250
 _GOOD_KINDS: set[str] = set()  # kinds that passed ``check_key`` (bounded)
-# One encoder for every write: ``json.dumps`` with options builds a new encoder per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def check_key(kind: str, id: str) -> None:
@@ -69,13 +67,13 @@ def encode(what: str, value: JSON) -> str:
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
     try:
-        return _ENCODER.encode(value)
+        return strict_text(value)  # orjson where it writes what json does (docs/adr/0010)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
 def decode(text: str | bytes) -> JSON:
-    return cast(JSON, json.loads(text))
+    return cast(JSON, loads(text))
 
 
 def check_user(user: JSON) -> str:

@@ -24,6 +24,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from gateway.jsontext import strict_bytes
+
 SUPPORTED_ALGS: Final = frozenset({"ES256", "RS256"})
 # Header parameters a token of ours carries; anything else (crit, jku, jwk, x5u, b64, ...) is refused.
 ALLOWED_HEADER: Final = frozenset({"alg", "kid", "typ"})
@@ -33,8 +35,6 @@ MAX_TOKEN_LENGTH: Final = 16384
 _HALF_HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _REGISTRIES: Final = {alg: jws.JWSRegistry(algorithms=[alg]) for alg in SUPPORTED_ALGS}
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
-# One encoder for every payload: ``json.dumps`` with non-default options builds a new one per call.
-_PAYLOAD_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _P256_BYTES: Final = 32
 
 SigningJWK = ECKey | RSAKey
@@ -79,7 +79,7 @@ def encode(claims: dict[str, Any], key: SigningJWK, *, alg: str, kid: str, typ: 
     """A compact JWS of ``claims`` (compact JSON, UTF-8) with the protected header {alg, kid, typ}."""
     if alg not in SUPPORTED_ALGS or not key_fits(key, alg):
         raise ValueError(f"cannot sign {alg!r} with this key")
-    payload = _PAYLOAD_JSON.encode(claims).encode()
+    payload = strict_bytes(claims)
     if alg == "ES256":
         private = key.private_key
         if not isinstance(private, ec.EllipticCurvePrivateKey):
