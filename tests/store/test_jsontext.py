@@ -36,7 +36,7 @@ class Items(list[Any]):
     pass
 
 
-class Colour(str, enum.Enum):
+class Colour(enum.StrEnum):
     RED = "red"
 
 
@@ -59,7 +59,7 @@ VALUES: list[Any] = [
     {"big": 2**64, "neg": -(2**63) - 1, "u64": 2**64 - 1, "i64": -(2**63), "huge": 10**40},
     {"floats": [0.1, 1.0, -0.0, 1e16, 1e22, 1.5e300, 123456789.123, 5e-324]},
     {"tuple": (1, "a"), "pair": Pair(1, 2)},
-    {1: "int key", True: "bool key", None: "none key", 2.5: "float key"},
+    {3: "int key", True: "bool key", None: "none key", 2.5: "float key"},
     {"sub": Text("x"), "int": Number(5), "real": Real(1.5), "items": Items([1])},
     Mapping(a=1),
     {Text("key"): 1},
@@ -84,7 +84,7 @@ VALUES: list[Any] = [
 def outcome(call: Any, value: Any) -> tuple[str, Any]:
     try:
         return "ok", call(value)
-    except Exception as exc:  # noqa: BLE001 - the exception is the outcome compared
+    except Exception as exc:  # the exception is the outcome compared
         return type(exc).__name__, str(exc)
 
 
@@ -111,7 +111,8 @@ def test_ascii_bytes_is_json_dumps(value: Any) -> None:
 def test_a_cycle_is_refused_as_json_refuses_it() -> None:
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
-    assert outcome(jsontext.strict_text, cycle) == outcome(strict, cycle) == ("ValueError", "Circular reference detected")
+    refused = ("ValueError", "Circular reference detected")
+    assert outcome(jsontext.strict_text, cycle) == outcome(strict, cycle) == refused
 
 
 def test_what_differs_by_design() -> None:
