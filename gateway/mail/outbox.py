@@ -27,6 +27,7 @@ from typing import Protocol
 
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
 from gateway.mail.smtp import Composer, Envelope, check_transport, is_permanent, mask_address
+from gateway.observability.logs import log
 from gateway.settings.models import Mail, Smtp
 from gateway.store.worker import WorkerThread
 from idp_connectors.base import MailMessage
@@ -209,7 +210,9 @@ class SmtpOutbox:
                 )
                 await asyncio.sleep(delay)
             else:
-                logger.info(
+                log(
+                    logger,
+                    logging.INFO,
                     "mail to %s delivered",
                     to,
                     extra={"mail_to": to, "message_id": envelope.message_id, "attempts": attempt},
