@@ -19,6 +19,7 @@ from starlette.requests import Request
 from gateway.http import client_ip
 from gateway.observability import events
 from gateway.observability.context import request_id
+from gateway.observability.logs import log
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -34,8 +35,8 @@ def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
 
 
 def _emit(record: dict[str, Any]) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        logger.info(_JSON.encode(record))
+    if logger.isEnabledFor(logging.INFO):  # encoded only when written
+        log(logger, logging.INFO, _JSON.encode(record))
 
 
 def _record(

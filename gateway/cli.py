@@ -23,7 +23,7 @@ from gateway.cli_directory import add_commands as add_directory_commands
 from gateway.cli_store import add_commands as add_store_commands
 from gateway.cli_whatif import add_commands as add_whatif_commands
 from gateway.observability.context import request_id
-from gateway.observability.logs import AccessJsonFormatter
+from gateway.observability.logs import JSON_LINE, AccessJsonFormatter, MessageFormatter
 from gateway.settings import ConfigError, Settings, load_settings, settings_json_schema
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = found
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return JSON_LINE.encode(entry)
 
 
 LOG_CONFIG: dict[str, Any] = {
@@ -53,7 +53,7 @@ LOG_CONFIG: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": JsonFormatter},
-        "raw": {"format": "%(message)s"},
+        "raw": {"()": MessageFormatter},
         "access": {"()": AccessJsonFormatter},
     },
     "handlers": {

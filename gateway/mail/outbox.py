@@ -4,16 +4,16 @@
   ``gateway.mail`` log and is printed as a framed block on stderr, so whoever runs the
   gateway locally sees the passcode in the terminal.
 - ``SmtpOutbox`` (``mail.smtp:``): ``send`` puts the message on a bounded in-memory
-  queue and returns; a background task delivers it with smtplib on its own worker thread
-  (``gateway.store.worker.WorkerThread``) over one SMTP session kept open between messages
-  (``client.SmtpClient``: closed after ``idle_seconds`` without mail, replaced when the
-  server dropped it), retrying temporary failures (3 attempts in all) and logging what it
-  could not deliver.
+  queue and returns; one background thread composes each message and delivers it with
+  smtplib over one SMTP session kept open between messages (``client.SmtpClient``: closed
+  after ``idle_seconds`` without mail, replaced when the server dropped it), retrying
+  temporary failures (3 attempts in all, waiting on the thread) and logging what it
+  delivered and what it could not. The event loop only hands each message over (one
+  ``SimpleQueue.put``): no task, future or wake-up of the loop per message.
   Nothing is ever raised into request handling. Mail still queued when the process
   stops is lost after a bounded drain, which suits codes that expire in minutes.
 
-``open_outbox(settings.mail)`` picks one. ``send`` must be called on the event loop's
-thread (``asyncio.Queue`` is not thread-safe).
+``open_outbox(settings.mail)`` picks one.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
 from gateway.mail.smtp import Composer, Envelope, check_transport, is_permanent, mask_address
+from gateway.observability.logs import log
 from gateway.settings.models import Mail, Smtp
-from gateway.store.worker import WorkerThread
 from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
@@ -84,8 +86,22 @@ class ConsoleOutbox:
         return None
 
 
+class _Stop:
+    """The last item of a queue (``SmtpOutbox.stop``): the thread QUITs and resolves ``done``."""
+
+    __slots__ = ("done", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        self.loop, self.done = loop, done
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():  # not given up on (``wait_for`` cancels it on time-out)
+        done.set_result(None)
+
+
 class SmtpOutbox:
-    """Queues mail and delivers it to an SMTP server from a background task."""
+    """Queues mail and delivers it to an SMTP server from a background thread."""
 
     def __init__(
         self,
@@ -108,11 +124,12 @@ class SmtpOutbox:
         self._idle_seconds = idle_seconds
         self._retry_delays = tuple(RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays)
         self._drain_timeout = drain_timeout
-        self._queue: asyncio.Queue[MailMessage] = asyncio.Queue(maxsize=max_queued)
-        self._worker: asyncio.Task[None] | None = None
-        self._thread = WorkerThread("gateway-smtp")
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._delivering = False
+        self._max_queued = max_queued
+        # What one thread delivers: set anew by each ``stop``, so a later ``start`` gets a thread
+        # and a queue of its own while the old thread ends its attempt in flight and QUITs.
+        self._queue: queue.SimpleQueue[MailMessage | _Stop] = queue.SimpleQueue()
+        self._abandon = threading.Event()  # set when ``stop`` gave up waiting: drop what is queued
+        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"SmtpOutbox(host={self._smtp.host!r}, port={self._smtp.port})"
@@ -122,61 +139,58 @@ class SmtpOutbox:
         return self._client
 
     def send(self, message: MailMessage) -> None:
-        try:
-            self._queue.put_nowait(message)
-        except asyncio.QueueFull:
-            logger.error(
-                "mail outbox full (%d queued); dropped mail to %s",
-                self._queue.qsize(),
-                mask_address(message.to),
-            )
+        queued = self._queue.qsize()
+        if queued >= self._max_queued:
+            logger.error("mail outbox full (%d queued); dropped mail to %s", queued, mask_address(message.to))
+            return
+        self._queue.put(message)
 
     async def start(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="smtp-outbox")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._work, args=(self._queue, self._abandon), name="gateway-smtp", daemon=True
+            )
+            self._thread.start()
 
     async def stop(self) -> None:
-        """Wait (at most the drain timeout) for queued mail to go, then stop the worker."""
-        worker, self._worker = self._worker, None
-        if worker is None:
+        """Wait (at most the drain timeout) for queued mail to go, then let the thread QUIT and end
+        after any attempt still in flight; the loop never waits on the server beyond that time."""
+        thread, mail, abandon = self._thread, self._queue, self._abandon
+        if thread is None:
             return
+        self._thread, self._queue, self._abandon = None, queue.SimpleQueue(), threading.Event()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        mail.put(_Stop(loop, done))
         try:
-            await asyncio.wait_for(self._queue.join(), self._drain_timeout)
+            await asyncio.wait_for(done, self._drain_timeout)
         except TimeoutError:
-            logger.error("mail outbox stopped with %d messages undelivered", self._queue.qsize())
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        # QUIT after any attempt still in flight; never wait on the server from the loop. A
-        # later start() gets a new thread, so two threads never share the session.
-        thread, self._thread = self._thread, WorkerThread("gateway-smtp")
-        thread.post(self._client.close)
-        thread.stop()
+            abandon.set()
+            logger.error("mail outbox stopped with %d messages undelivered", max(mail.qsize() - 1, 0))
 
-    def _close_if_idle(self) -> None:
-        """Timer callback: QUIT the SMTP session when no mail came for ``idle_seconds``."""
-        if self._queue.empty() and not self._delivering and self._client.connected:
-            self._thread.post(self._client.close)
-
-    async def _run(self) -> None:
+    def _work(self, mail: queue.SimpleQueue[MailMessage | _Stop], abandon: threading.Event) -> None:
+        """The thread: each message in turn; the session closed (QUIT) after ``idle_seconds``
+        without mail, and at the end."""
+        client = self._client
         while True:
-            message = await self._queue.get()
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-            self._delivering = True
             try:
-                await self._deliver(message)
-            except Exception:  # the worker must outlive any one message
-                logger.exception("mail to %s not delivered", mask_address(message.to))
-            finally:
-                self._delivering = False
-                self._queue.task_done()
-                loop = asyncio.get_running_loop()
-                self._idle_timer = loop.call_later(self._idle_seconds, self._close_if_idle)
+                item = mail.get(timeout=self._idle_seconds if client.connected else None)
+            except queue.Empty:
+                client.close()
+                continue
+            if isinstance(item, _Stop):
+                client.close()
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    item.loop.call_soon_threadsafe(_resolve, item.done)
+                return
+            if abandon.is_set():
+                continue
+            try:
+                self._deliver(item, abandon)
+            except Exception:  # the thread must outlive any one message
+                logger.exception("mail to %s not delivered", mask_address(item.to))
 
-    async def _deliver(self, message: MailMessage) -> None:
+    def _deliver(self, message: MailMessage, abandon: threading.Event) -> None:
         to = mask_address(message.to)
         try:
             envelope: Envelope = self._composer.compose(message)
@@ -186,7 +200,7 @@ class SmtpOutbox:
         attempts = len(self._retry_delays) + 1
         for attempt in range(1, attempts + 1):
             try:
-                await self._thread.run(self._client.send, envelope)
+                self._client.send(envelope)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if is_permanent(exc) or attempt == attempts:
@@ -207,9 +221,12 @@ class SmtpOutbox:
                     reason,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                if abandon.wait(delay):  # stopped meanwhile: the message is given up
+                    return
             else:
-                logger.info(
+                log(
+                    logger,
+                    logging.INFO,
                     "mail to %s delivered",
                     to,
                     extra={"mail_to": to, "message_id": envelope.message_id, "attempts": attempt},

@@ -78,15 +78,16 @@ def _address(header: str, value: str) -> str:
 
 
 def _part(subtype: str, text: str) -> str:
-    """Content headers, a blank line and the body of one text part."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if text.isascii() and max(map(len, lines), default=0) <= MAX_7BIT_LINE:
-        encoding, body = "7bit", CRLF.join(lines) + CRLF
+    """Content headers, a blank line and the body of one text part (its lines ended by CRLF)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    if text.isascii() and (len(text) <= MAX_7BIT_LINE or max(map(len, text.split("\n"))) <= MAX_7BIT_LINE):
+        encoding, body = "7bit", text.replace("\n", CRLF)
     else:
         encoding = "base64"
-        body = base64.encodebytes("\n".join(lines).encode() + b"\n").decode("ascii").replace("\n", CRLF)
+        body = base64.encodebytes(text.encode()).decode("ascii").replace("\n", CRLF)
     return (
         f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
         f"Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}{body}"

@@ -5,8 +5,7 @@ exception) on the awaiting loop; ``worker.post(call, *args)`` queues one nobody 
 ``run`` does what ``loop.run_in_executor`` on a one-thread ``ThreadPoolExecutor`` does, for
 about a third of the CPU per call (~17 µs instead of ~45 µs here): a ``SimpleQueue`` to the
 thread and one ``call_soon_threadsafe`` back, without ``concurrent.futures`` futures,
-conditions and the wrapping of one future in another. Used by the SQLite store and the mail
-outbox.
+conditions and the wrapping of one future in another. Used by the SQLite store.
 
 A call whose awaiting task was cancelled before the thread reached it is skipped, as the
 executor would skip it; one already running finishes. The thread starts on the first call and

@@ -13,6 +13,7 @@ goes into the Subject header, so no configuration value can add a header.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 from idp_connectors.base import MailBranding, MailMessage
@@ -37,6 +38,7 @@ ENGLISH: Mapping[str, str] = {
 
 _BODY_STYLE = "font-family: sans-serif; line-height: 1.5; color: #1b1b1b;"
 _CODE_STYLE = "font-family: monospace; font-size: 28px; letter-spacing: 4px; font-weight: bold;"
+_NO_BRANDING = MailBranding()
 
 
 def one_line(text: str) -> str:
@@ -100,6 +102,69 @@ def html_document(
     return "".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A passcode mail without its code: the subject, and the text and HTML on either side of the code."""
+
+    texts: Mapping[str, str]
+    branding: MailBranding
+    tenant_name: str
+    validity_seconds: int
+    lang: str
+    subject: str
+    text: tuple[str, str]
+    html: tuple[str, str]
+
+
+_CODE_MARK = "<!--code-->"  # never in the layout's own markup, and escaped text has no "<"
+_last: _Layout | None = None
+
+
+def _layout(
+    texts: Mapping[str, str], lang: str, tenant_name: str, validity_seconds: int, branding: MailBranding
+) -> _Layout:
+    """The mail around the code, worked out once for the same texts, branding (the same objects:
+    a configuration's, which a reload replaces rather than changes), name, validity and language."""
+    global _last
+    last = _last
+    if (
+        last is not None
+        and last.texts is texts
+        and last.branding is branding
+        and last.tenant_name == tenant_name
+        and last.validity_seconds == validity_seconds
+        and last.lang == lang
+    ):
+        return last
+    tenant = one_line(tenant_name)
+    validity = describe_duration(validity_seconds, texts)
+    subject = texts["mail.passcode.subject"].format_map({"org": tenant})
+    intro = texts["mail.passcode.intro"].format_map({"org": tenant})
+    use = texts["mail.passcode.use"].format_map({"validity": validity})
+    never_share, ignore = texts["mail.passcode.never_share"], texts["mail.passcode.ignore"]
+    links = footer_links(branding, texts)
+    body = (
+        f"<p>{escape(intro)}</p>\n"
+        f'<p style="{_CODE_STYLE}">{_CODE_MARK}</p>\n'
+        f"<p>{escape(use)} {escape(never_share)}</p>\n"
+        f'<p style="color: #555;">{escape(ignore)}</p>\n'
+    )
+    html = html_document(lang=lang, title=subject, body=body, name=tenant, branding=branding, links=links)
+    before, _, after = html.partition(_CODE_MARK)
+    layout = _Layout(
+        texts=texts,
+        branding=branding,
+        tenant_name=tenant_name,
+        validity_seconds=validity_seconds,
+        lang=lang,
+        subject=one_line(subject),
+        text=(f"{intro}\n\n    ", f"\n\n{use}\n{never_share}\n\n{ignore}\n" + text_footer(links)),
+        html=(before, after),
+    )
+    _last = layout  # one entry: the configuration's mail, in one language at a time
+    return layout
+
+
 def passcode_message(
     *,
     to: str,
@@ -111,20 +176,12 @@ def passcode_message(
     branding: MailBranding | None = None,
 ) -> MailMessage:
     """The email that carries ``code`` to ``to``, in the language of ``texts`` (tagged ``lang``)."""
-    branding = branding or MailBranding()
-    tenant = one_line(tenant_name)
-    validity = describe_duration(validity_seconds, texts)
-    subject = texts["mail.passcode.subject"].format_map({"org": tenant})
-    intro = texts["mail.passcode.intro"].format_map({"org": tenant})
-    use = texts["mail.passcode.use"].format_map({"validity": validity})
-    never_share, ignore = texts["mail.passcode.never_share"], texts["mail.passcode.ignore"]
-    links = footer_links(branding, texts)
-    text = f"{intro}\n\n    {code}\n\n{use}\n{never_share}\n\n{ignore}\n" + text_footer(links)
-    body = (
-        f"<p>{escape(intro)}</p>\n"
-        f'<p style="{_CODE_STYLE}">{escape(code)}</p>\n'
-        f"<p>{escape(use)} {escape(never_share)}</p>\n"
-        f'<p style="color: #555;">{escape(ignore)}</p>\n'
+    layout = _layout(texts, lang, tenant_name, validity_seconds, branding or _NO_BRANDING)
+    text_before, text_after = layout.text
+    html_before, html_after = layout.html
+    return MailMessage(
+        to=to,
+        subject=layout.subject,
+        text=text_before + code + text_after,
+        html=html_before + escape(code) + html_after,
     )
-    html = html_document(lang=lang, title=subject, body=body, name=tenant, branding=branding, links=links)
-    return MailMessage(to=to, subject=one_line(subject), text=text, html=html)

@@ -21,8 +21,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from gateway.mail.outbox import ConsoleOutbox, SmtpOutbox, open_outbox
 from gateway.mail.smtp import Composer, is_permanent, mask_address
 from gateway.settings.models import Mail
-from idp_connectors.base import MailMessage
-from idp_connectors.email_otp.messages import passcode_message
+from idp_connectors.base import MailBranding, MailMessage
+from idp_connectors.email_otp.messages import ENGLISH, passcode_message
 from tests.support.smtp_server import SmtpServer, extract_passcode, start_smtp_server
 
 FROM = "Contoso <no-reply@contoso.example>"
@@ -437,3 +437,92 @@ async def test_send_before_start_is_delivered_once_started(
     assert smtp_server.messages == []
     await outbox.start()
     assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "77778888"
+
+
+async def test_stop_during_a_retry_wait_gives_the_message_up_at_once(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.refuse_next(1)
+    outbox = make_outbox(
+        mail_settings(smtp_server.host, smtp_server.port), retry_delays=(30.0, 30.0), drain_timeout=0.2
+    )
+    await outbox.start()
+    outbox.send(passcode_mail())
+    for _ in range(100):  # the first attempt refused: the thread waits to retry
+        if "attempt 1 of 3 failed" in caplog_mail.text:
+            break
+        await asyncio.sleep(0.02)
+    started = time.perf_counter()
+    await outbox.stop()
+    assert time.perf_counter() - started < 1.0
+    assert "stopped with 0 messages undelivered" in caplog_mail.text
+    await asyncio.sleep(0.2)
+    assert smtp_server.data_commands == 1 and smtp_server.messages == []  # no attempt after the stop
+    assert not outbox.client.connected  # the thread QUIT on its way out
+
+
+async def test_mail_sent_after_stop_goes_with_the_next_start(
+    smtp_server: SmtpServer, make_outbox: OutboxFactory
+) -> None:
+    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    await outbox.start()
+    outbox.send(passcode_mail("12121212"))
+    await outbox.stop()
+    outbox.send(passcode_mail("34343434"))
+    await asyncio.sleep(0.1)
+    assert [extract_passcode(m) for m in smtp_server.messages] == ["12121212"]
+    smtp_server.clear()
+    await outbox.start()
+    assert extract_passcode(await smtp_server.wait_for(to=TO, timeout=5)) == "34343434"
+
+
+def test_compose_ends_every_line_with_crlf_and_base64_encodes_long_lines() -> None:
+    composer = Composer(FROM)
+    for text, body in [
+        ("one\ntwo", b"one\r\ntwo\r\n"),
+        ("one\r\ntwo\rthree\n", b"one\r\ntwo\r\nthree\r\n"),
+        ("", b"\r\n"),
+    ]:
+        data = composer.compose(MailMessage(to=TO, subject="s", text=text)).data
+        assert data.endswith(b"Content-Transfer-Encoding: 7bit\r\n\r\n" + body)
+    long = "x" * 999 + "\nshort"
+    data = composer.compose(MailMessage(to=TO, subject="s", text=long)).data
+    assert b"Content-Transfer-Encoding: base64\r\n" in data
+    message = email.message_from_bytes(data, policy=policy.SMTP)
+    assert isinstance(message, EmailMessage) and message.get_content() == long + "\n"
+
+
+def test_the_passcode_mail_follows_its_inputs_each_time() -> None:
+    texts = {
+        **ENGLISH,
+        "mail.passcode.subject": "Code for {org}",
+        "mail.passcode.intro": "<b>{org}</b> code:",
+    }
+    branding = MailBranding(
+        logo_url="https://contoso.example/logo.png?a=1&b=2", terms_url="https://t.example"
+    )
+    first = passcode_message(to=TO, code="11111111", tenant_name="Contoso", validity_seconds=600)
+    assert first.subject == "Your Contoso sign-in code" and "11111111" in first.text
+    again = passcode_message(
+        to="x@fabrikam.example", code="22222222", tenant_name="Contoso", validity_seconds=600
+    )
+    assert again.to == "x@fabrikam.example"
+    assert again.text == first.text.replace("11111111", "22222222")
+    assert again.html == (first.html or "").replace("11111111", "22222222")
+    other = passcode_message(
+        to=TO,
+        code="<33>",
+        tenant_name="Fabrikam",
+        validity_seconds=3600,
+        texts=texts,
+        lang="fr",
+        branding=branding,
+    )
+    assert other.subject == "Code for Fabrikam"
+    assert "<b>Fabrikam</b> code:\n\n    <33>\n" in other.text and "It works for 1 hour" in other.text
+    assert other.html is not None and "&lt;33&gt;" in other.html and "<33>" not in other.html
+    assert "&lt;b&gt;Fabrikam&lt;/b&gt;" in other.html and 'lang="fr"' in other.html
+    assert 'src="https://contoso.example/logo.png?a=1&amp;b=2"' in other.html
+    assert "Terms of use: https://t.example" in other.text
+    back = passcode_message(to=TO, code="11111111", tenant_name="Contoso", validity_seconds=600)
+    assert back == first
