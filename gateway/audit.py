@@ -8,7 +8,6 @@ stable strings (documented in README.md, "Audit records"); pages and the record 
 
 from __future__ import annotations
 
-import json
 import logging
 import time as _time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from gateway.http import client_ip
+from gateway.jsontext import sorted_ascii_text
 from gateway.observability import events
 from gateway.observability.context import request_id
 from gateway.observability.logs import log
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from gateway.settings.models import Settings
 
 logger = logging.getLogger("gateway.audit")
-# ``json.dumps`` with options builds an encoder per call; this one writes the same text.
-_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
@@ -36,7 +34,7 @@ def decision(step: str, outcome: str, reason: str) -> dict[str, str]:
 
 def _emit(record: dict[str, Any]) -> None:
     if logger.isEnabledFor(logging.INFO):  # encoded only when written
-        log(logger, logging.INFO, _JSON.encode(record))
+        log(logger, logging.INFO, sorted_ascii_text(record))
 
 
 def _record(

@@ -108,6 +108,17 @@ def test_ascii_bytes_is_json_dumps(value: Any) -> None:
     assert outcome(jsontext.ascii_bytes, value) == expected
 
 
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_sorted_ascii_text_is_json_dumps_with_sorted_keys(value: Any) -> None:
+    expected = outcome(lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True), value)
+    assert outcome(jsontext.sorted_ascii_text, value) == expected
+
+
+def test_sorted_ascii_text_sorts_nested_keys_by_code_point() -> None:
+    value = {"b": {"z": 1, "Z": 2, "a": [{"y": 0, "x": 1}]}, "a": None, "_": "\u00e9"}
+    assert jsontext.sorted_ascii_text(value) == json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 def test_a_cycle_is_refused_as_json_refuses_it() -> None:
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
