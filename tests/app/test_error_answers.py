@@ -8,7 +8,10 @@ header and metrics, and the exception still raised for the server to log.
 - an exception with a handler (the store being out of reach), from an endpoint or from the route
   wrapper: the handler's answer, with ``X-Request-Id``;
 - Starlette's own ``HTTPException`` s (no route: 404; a route without the method: 405 with
-  ``Allow``): plain text, with ``X-Request-Id``.
+  ``Allow``; an endpoint's own): plain text, with ``X-Request-Id``.
+
+``IndexedRouter`` calls bare async endpoint functions itself; endpoints Starlette runs in a thread and
+routes with route middleware still go through Starlette's wrapper.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
 
 from gateway.app import create_app
 from gateway.observability.routes import UNMATCHED
+from gateway.routing import direct_endpoint
 from tests.observability.test_metrics_health_request_id import sample
 from tests.support.gateway_app import make_settings
 
@@ -62,8 +67,10 @@ class LateBoom:
 
 
 @asynccontextmanager
-async def gateway(tmp_path: Path, *, raise_app_exceptions: bool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(tmp_path, **CLIENT_NET))
+async def gateway(
+    tmp_path: Path, *, raise_app_exceptions: bool, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(tmp_path, **CLIENT_NET, **overrides))
     app.router.routes.extend(
         [
             Route("/test/boom", boom),
@@ -147,3 +154,60 @@ async def test_starlettes_http_exceptions_are_plain_text_with_the_request_id(tmp
         (b"content-type", b"text/plain; charset=utf-8"),
     ]
     assert FRESH_ID.fullmatch(wrong_method.headers.raw[-1][1].decode())
+
+
+async def test_an_endpoints_http_exception_is_answered_as_before(tmp_path: Path) -> None:
+    """The demo routes raise ``HTTPException(404)`` themselves while the demo is off."""
+    async with gateway(tmp_path, raise_app_exceptions=True, demo={"enabled": False}) as client:
+        response = await client.get("/demo")
+    assert response.status_code == 404
+    assert response.content == b"Not Found"
+    assert [name for name, _ in response.headers.raw] == [b"content-length", b"content-type", b"x-request-id"]
+
+
+def sync_boom(request: Request) -> Response:
+    raise Boom("in a thread")
+
+
+class Stamp:
+    """Route middleware: adds a header, so a route that has some is seen to go through it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def stamped(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"x-stamp", b"1")]
+            await send(message)
+
+        await self.app(scope, receive, stamped)
+
+
+async def hello(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+def test_only_bare_async_endpoint_functions_are_called_directly() -> None:
+    assert direct_endpoint(Route("/a", hello)) is hello
+    assert direct_endpoint(Route("/a", sync_boom)) is None  # Starlette runs it in a thread
+    assert direct_endpoint(Route("/a", LateBoom())) is None  # an ASGI app of its own
+    assert direct_endpoint(Route("/a", hello, middleware=[Middleware(Stamp)])) is None
+    assert direct_endpoint(Mount("/a", routes=[Route("/b", hello)])) is None
+
+
+async def test_other_routes_still_go_through_starlettes_wrapper(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    app.router.routes.extend(
+        [Route("/test/sync-boom", sync_boom), Route("/test/stamped", hello, middleware=[Middleware(Stamp)])]
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+            failed = await client.get("/test/sync-boom")
+            stamped = await client.get("/test/stamped")
+    assert failed.status_code == 500
+    assert failed.content == b"Internal Server Error"
+    assert stamped.text == "hello"
+    assert stamped.headers["x-stamp"] == "1"
+    assert FRESH_ID.fullmatch(stamped.headers["x-request-id"])
