@@ -48,11 +48,21 @@ def origin(url: str) -> str:
 
 def page_headers(form_action: str = "") -> dict[str, str]:
     """Headers for every HTML page: never cached, never framed, no inline script."""
-    return {**PAGE_HEADERS, "Content-Security-Policy": _page_policy(form_action)}
+    return {**PAGE_HEADERS, "Content-Security-Policy": page_policy(form_action)}
 
 
 @functools.lru_cache(maxsize=256)
-def _page_policy(form_action: str) -> str:
+def page_raw_headers(policy: str) -> tuple[tuple[bytes, bytes], ...]:
+    """``page_headers`` with ``policy`` as the CSP, encoded as Starlette encodes a response's
+    headers (names lower-cased, Latin-1): once per policy, not once per page."""
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in {**PAGE_HEADERS, "Content-Security-Policy": policy}.items()
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def page_policy(form_action: str) -> str:
     """The pages' CSP allowing ``form_action``; formatted once per origin (an app's, from the
     configuration), not once per page."""
     sources = f"'self' {form_action}" if form_action else "'self'"
