@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from gateway.http import page_headers
+from gateway.http import page_headers, page_policy, page_raw_headers
 from gateway.i18n.catalogue import Message
 from gateway.i18n.templates import template_name
 from gateway.i18n.translations import translations_for
@@ -33,8 +33,8 @@ def render(
     headers: dict[str, str] | None = None,
     ui_locales: Sequence[str] = (),
 ) -> Response:
-    runtime = request.app.state.runtime
-    translations = translations_for(runtime.settings)
+    config = request.app.state.runtime.config
+    translations = translations_for(config.settings)
     lang = translations.negotiate(ui_locales, request.headers.get("accept-language"))
     catalogue = translations.catalogue(lang)
     for name, value in context.items():
@@ -44,15 +44,24 @@ def render(
     context["t"] = catalogue.html
     context["lang"] = lang
     context["branding"] = translations.branding
-    merged = page_headers(form_action)
-    if headers:
-        merged.update(headers)
-    if translations.branding.adapts_policy:
-        merged[CSP] = translations.branding.content_security_policy(merged[CSP])
     # Rendered here rather than through ``TemplateResponse``: no template uses context
     # processors, and a plain ``HTMLResponse`` skips starlette's debug-extension plumbing.
-    html = runtime.template(template_name(lang, template)).render(context)
-    return HTMLResponse(html, status_code=status, headers=merged)
+    html = config.template(template_name(lang, template)).render(context)
+    branding = translations.branding
+    if headers:
+        merged = page_headers(form_action)
+        merged.update(headers)
+        if branding.adapts_policy:
+            merged[CSP] = branding.content_security_policy(merged[CSP])
+        return HTMLResponse(html, status_code=status, headers=merged)
+    # The same headers, in the same order, as ``headers=page_headers(...)`` gives: the page headers
+    # (encoded once per policy) before the length and type ``HTMLResponse`` adds.
+    policy = page_policy(form_action)
+    if branding.adapts_policy:
+        policy = branding.content_security_policy(policy)
+    response = HTMLResponse(html, status_code=status)
+    response.raw_headers[:0] = page_raw_headers(policy)
+    return response
 
 
 def error_page(

@@ -14,10 +14,16 @@ the path, found with a dictionary look-up:
   for ``/signin/abc``) and those whose first segment is not literal (``/{name}``), in table order.
 
 Every route left out could not have matched, so the first full and first partial match are the
-ones Starlette would find. Anything else (no match: the slash redirect and 404; a path with a
-newline, which a literal route's ``$`` also matches; a route type the index does not know, kept
-in every list; a websocket or lifespan scope) is left to Starlette's own code. The index is
-rebuilt when routes are added or removed (the list's length or identity changed).
+ones Starlette would find. A matched ``Route`` of an async endpoint function is answered by calling
+the endpoint here (what Starlette's ``request_response`` does), without that wrapper's own round of
+exception handling: the app's middleware (``RequestMiddleware``, or Starlette's
+``ExceptionMiddleware``) is the very next layer out and handles an endpoint's exception with the
+same handlers; the handler gets a new ``Request`` over the same scope instead of the endpoint's.
+
+Anything else (no match: the slash redirect and 404; a path with a newline, which a literal route's
+``$`` also matches; a route type the index does not know, kept in every list; a websocket or
+lifespan scope) is left to Starlette's own code. The index is rebuilt when routes are added or
+removed (the list's length or identity changed).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from starlette._utils import get_route_path
-from starlette.routing import PARAM_REGEX, BaseRoute, Match, Mount, Route, Router
+from starlette._utils import get_route_path, is_async_callable
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import PARAM_REGEX, BaseRoute, Match, Mount, Route, Router, request_response
 from starlette.types import Lifespan, Receive, Scope, Send
 
 ANY_SEGMENT = None
@@ -63,6 +71,22 @@ def literal_paths(routes: Sequence[BaseRoute]) -> list[str]:
     return [r.path for r in routes if isinstance(r, Route) and PARAM_REGEX.search(r.path) is None]
 
 
+async def _probe(request: Request) -> Response:  # pragma: no cover - never called
+    raise NotImplementedError
+
+
+_REQUEST_RESPONSE = request_response(_probe).__code__
+"""The code of the ASGI app ``Route`` makes of an endpoint function (``request_response``)."""
+
+
+def direct_endpoint(route: BaseRoute) -> Any:
+    """The async endpoint function of a ``Route`` whose app is Starlette's bare ``request_response``
+    wrapper (no route middleware), else None."""
+    if type(route) is not Route or getattr(route.app, "__code__", None) is not _REQUEST_RESPONSE:
+        return None
+    return route.endpoint if is_async_callable(route.endpoint) else None
+
+
 class RouteLookup:
     """The routes that can match a path, in table order (see the module docstring)."""
 
@@ -77,6 +101,7 @@ class RouteLookup:
             if segment is not ANY_SEGMENT
         }
         self.elsewhere = tuple(r for r, s in zip(routes, segments, strict=True) if s is ANY_SEGMENT)
+        self.endpoints = {id(r): e for r in routes if (e := direct_endpoint(r)) is not None}
 
     def candidates(self, path: str) -> tuple[BaseRoute, ...] | None:
         """The routes to try for ``path``; None: try them all (a path this index cannot vouch for)."""
@@ -106,7 +131,8 @@ class IndexedRouter(Router):
         return self._lookup
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        candidates = self.lookup().candidates(get_route_path(scope)) if scope["type"] == "http" else None
+        lookup = self.lookup()
+        candidates = lookup.candidates(get_route_path(scope)) if scope["type"] == "http" else None
         if candidates is None:
             await super().app(scope, receive, send)
             return
@@ -119,7 +145,11 @@ class IndexedRouter(Router):
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child_scope)
-                if type(route) is Route:  # ``Route.handle`` only checks the method again
+                endpoint = lookup.endpoints.get(id(route))
+                if endpoint is not None:
+                    response = await endpoint(Request(scope, receive, send))
+                    await response(scope, receive, send)
+                elif type(route) is Route:  # ``Route.handle`` only checks the method again
                     await route.app(scope, receive, send)
                 else:
                     await route.handle(scope, receive, send)

@@ -103,7 +103,11 @@ class Configured:
         """A page template, looked up once (Jinja's own lookup takes a lock and an LRU step)."""
         found = self.compiled.get(name)
         if found is None:
-            found = self.compiled[name] = self.templates.get_template(name)
+            found = self.templates.get_template(name)
+            # Its globals as one plain dict: Jinja's ``ChainMap`` of the template's and the environment's
+            # is copied key by key in Python into every render's context (both are fixed once built).
+            found.globals = dict(found.globals)
+            self.compiled[name] = found
         return found
 
 
@@ -155,7 +159,10 @@ class Runtime:
 
     @property
     def settings(self) -> Settings:
-        return self.config.settings
+        # ``self.config.settings`` written out: read ~55 times a sign-in, a second frame costs more
+        # than the rest of the lookup.
+        pinned = _PINNED.get()
+        return (pinned[1] if pinned is not None and pinned[0] is self else self.latest).settings
 
     @settings.setter
     def settings(self, value: Settings) -> None:
@@ -310,6 +317,11 @@ def configure(
     email_otp = next(c for c in connectors.values() if isinstance(c, EmailOtpConnector))
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.auto_reload = False  # templates ship with the code: no stat() of each file per render
+    # Every template is ``.html``, for which starlette's ``select_autoescape`` always answers yes: say so
+    # once rather than by a call per render; and a plain dict for the templates a page extends (the
+    # LRU cache takes a lock and moves entries per look-up; there are only so many templates).
+    templates.env.autoescape = True
+    templates.env.cache = {}
     templates.env.globals["tenant_name"] = site.branding.name
     install_languages(templates.env, site)  # `<lang>/<name>`: each page compiled with its language's texts
     return Configured(

@@ -8,8 +8,10 @@ differs between apps. ``oid`` is the stable directory object id.
 from __future__ import annotations
 
 import base64
-import hmac
+import functools
 from typing import Any
+
+from gateway.secrets import HmacSha256
 
 ACR_SINGLE_FACTOR = "https://refeds.org/profile/sfa"
 ACR_MULTI_FACTOR = "https://refeds.org/profile/mfa"
@@ -45,8 +47,14 @@ CLAIMS_SUPPORTED = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(salt: bytes) -> HmacSha256:
+    """The salt's HMAC key, prepared once (there is one salt per install)."""
+    return HmacSha256(salt)
+
+
 def pairwise_sub(salt: bytes, app_id: str, object_id: str) -> str:
-    digest = hmac.digest(salt, f"{app_id}\x00{object_id}".encode(), "sha256")  # one-shot: no HMAC object
+    digest = _keyed(salt).digest(f"{app_id}\x00{object_id}".encode())
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
