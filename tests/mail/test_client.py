@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import random
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.mail.client import SmtpClient
+from gateway.mail.client import SmtpClient, _data
 from gateway.mail.smtp import Composer, is_permanent
 from gateway.settings.models import Smtp
 from idp_connectors.base import MailMessage
@@ -166,6 +167,41 @@ async def test_lines_starting_with_a_dot_arrive_intact() -> None:
         body = server.messages[0].get_body(preferencelist=("plain",))
         assert body is not None
         assert str(body.get_content()).replace("\r\n", "\n") == text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        *(b"", b".", b"..", b"a", b".a\r\n", b"a\r\n.b\r\n.\r\n"),
+        *(b"a\n.b", b"a\r.b", b"x\r\n", b"x\n", b"\r\n.", b"\n\n..\n"),
+    ],
+)
+def test_data_sends_what_smtplib_data_sends(data: bytes) -> None:
+    """``_data`` puts the same bytes on the wire as ``smtplib.SMTP.data`` (its dot-stuffing included)."""
+
+    class Recorder(smtplib.SMTP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[bytes] = []
+
+        def send(self, s: Any) -> None:
+            self.sent.append(s if isinstance(s, bytes) else s.encode())
+
+        def getreply(self) -> tuple[int, bytes]:
+            return (354, b"go ahead") if len(self.sent) == 1 else (250, b"ok")
+
+    ours, theirs = Recorder(), Recorder()
+    assert _data(ours, data) == theirs.data(data) == (250, b"ok")
+    assert ours.sent == theirs.sent
+
+
+def test_data_stuffs_random_messages_as_smtplib_does() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        data = bytes(rng.choice(b".\r\nab") for _ in range(rng.randrange(0, 24)))
+        stuffed = data.replace(b"\n.", b"\n..")
+        stuffed = b"." + stuffed if stuffed[:1] == b"." else stuffed
+        assert stuffed == smtplib._quote_periods(data)
 
 
 async def test_close_says_quit_and_a_later_send_opens_a_new_session() -> None:
