@@ -118,6 +118,9 @@ class Gateway(Starlette):
         super().__init__(**options)
 
     def build_middleware_stack(self) -> ASGIApp:
+        # What Starlette's own stack would add is refused rather than silently left out.
+        if self.user_middleware or self.debug or getattr(self, "max_body_size", None) is not None:
+            raise RuntimeError("Gateway builds RequestMiddleware alone: no user middleware, debug or limit")
         return RequestMiddleware(self.router, self.hub, exception_handlers=self.exception_handlers)
 
 

@@ -7,9 +7,10 @@ str/int/float/dict/list/tuple, dataclasses, datetimes) passed through so that it
 standard library gets the value back when orjson refuses it (non-str keys, integers beyond 64 bits,
 lone surrogates, cycles, those types), and when orjson's answer could differ from the standard
 library's: a ``null`` that may stand for NaN or an infinity (which orjson writes as ``null``), a
-non-ASCII character where the text must be ASCII, an integer literal of 19 or more digits when
+non-ASCII character or DEL where the text must be ASCII, an integer literal of 19 or more digits when
 decoding (orjson reads one beyond 64 bits as a float). What still differs, by design: floats below
-1e-4 are written in another form of the same number (``1e-7``, not ``1e-07``), and a plain
+1e-4 are written in another form of the same number (``0.00001`` and ``1e-7``, not ``1e-05`` and
+``1e-07``), and a plain
 ``Enum`` member or a ``uuid.UUID`` is written as its value where ``json`` raises TypeError.
 """
 
@@ -30,6 +31,7 @@ _ASCII: Final = json.JSONEncoder(separators=(",", ":"))
 _SORTED_ASCII: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 # Every digit read as 0: an integer literal orjson would read as a float (beyond 64 bits: at least
 # 19 digits) shows as 19 zeros in a row. Cheaper than a regular expression by a factor of ten.
+# ``ensure_ascii`` escapes DEL (U+007F) too, which orjson writes as it is: ASCII, but not json's text.
 _DIGITS: Final = bytes.maketrans(b"123456789", b"000000000")
 _LONG_NUMBER: Final = b"0" * 19
 
@@ -78,7 +80,7 @@ def ascii_bytes(value: Any) -> bytes:
         text = orjson.dumps(value, option=_OPTIONS)
     except TypeError:
         return _ASCII.encode(value).encode()
-    if not text.isascii() or (b"null" in text and _non_finite(value)):
+    if not text.isascii() or b"\x7f" in text or (b"null" in text and _non_finite(value)):
         return _ASCII.encode(value).encode()
     return text
 
@@ -90,7 +92,7 @@ def sorted_ascii_text(value: Any) -> str:
         text = orjson.dumps(value, option=_OPTIONS | orjson.OPT_SORT_KEYS)
     except TypeError:
         return _SORTED_ASCII.encode(value)
-    if not text.isascii() or (b"null" in text and _non_finite(value)):
+    if not text.isascii() or b"\x7f" in text or (b"null" in text and _non_finite(value)):
         return _SORTED_ASCII.encode(value)
     return text.decode()
 

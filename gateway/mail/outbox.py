@@ -100,6 +100,14 @@ def _resolve(done: asyncio.Future[None]) -> None:
         done.set_result(None)
 
 
+def _close(client: SmtpClient) -> None:
+    """End the session (QUIT); the thread outlives whatever that raises."""
+    try:
+        client.close()
+    except Exception:
+        logger.exception("closing the SMTP session failed")
+
+
 class SmtpOutbox:
     """Queues mail and delivers it to an SMTP server from a background thread."""
 
@@ -126,7 +134,9 @@ class SmtpOutbox:
         self._drain_timeout = drain_timeout
         self._max_queued = max_queued
         # What one thread delivers: set anew by each ``stop``, so a later ``start`` gets a thread
-        # and a queue of its own while the old thread ends its attempt in flight and QUITs.
+        # and a queue of its own while the old thread ends its attempt in flight and QUITs. Both
+        # threads use ``_client``: only a ``stop`` that gave up waiting, then a ``start`` of the same
+        # outbox (tests; a reload builds a new outbox) could put them on one session at once.
         self._queue: queue.SimpleQueue[MailMessage | _Stop] = queue.SimpleQueue()
         self._abandon = threading.Event()  # set when ``stop`` gave up waiting: drop what is queued
         self._thread: threading.Thread | None = None
@@ -174,14 +184,16 @@ class SmtpOutbox:
         client = self._client
         while True:
             try:
-                item = mail.get(timeout=self._idle_seconds if client.connected else None)
+                item = mail.get(timeout=max(self._idle_seconds, 0.0) if client.connected else None)
             except queue.Empty:
-                client.close()
+                _close(client)
                 continue
             if isinstance(item, _Stop):
-                client.close()
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                    item.loop.call_soon_threadsafe(_resolve, item.done)
+                try:
+                    _close(client)
+                finally:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                        item.loop.call_soon_threadsafe(_resolve, item.done)
                 return
             if abandon.is_set():
                 continue

@@ -81,25 +81,25 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.server_errors(scope, receive, send)
             return
-        started = time.perf_counter()
-        hub = self.hub
-        runtime = hub.runtime
-        config = None if runtime is None else runtime.config
-        trusted = config is None or config.settings.observability.trust_request_id
-        request_id = choose_request_id(offered_request_id(scope) if trusted else None, trusted)
         status: int | None = None  # the response's, once it started
-        header = (HEADER, request_id.encode("ascii"))
+        try:  # ``ServerErrorMiddleware``'s net covers everything below
+            started = time.perf_counter()
+            hub = self.hub
+            runtime = hub.runtime
+            config = None if runtime is None else runtime.config
+            trusted = config is None or config.settings.observability.trust_request_id
+            request_id = choose_request_id(offered_request_id(scope) if trusted else None, trusted)
+            header = (HEADER, request_id.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers: Any = message.get("headers", [])
-                message = {**message, "headers": [*headers, header]}
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    headers: Any = message.get("headers", [])
+                    message = {**message, "headers": [*headers, header]}
+                await send(message)
 
-        scope["starlette.exception_handlers"] = self.handlers  # for the routes' own handling
-        try:
+            scope["starlette.exception_handlers"] = self.handlers  # for the routes' own handling
             token = CURRENT.set(RequestContext(request_id, scope, hub))
             pin = None if runtime is None or config is None else runtime.pin(config)
             try:

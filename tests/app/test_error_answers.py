@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -211,3 +212,10 @@ async def test_other_routes_still_go_through_starlettes_wrapper(tmp_path: Path) 
     assert stamped.text == "hello"
     assert stamped.headers["x-stamp"] == "1"
     assert FRESH_ID.fullmatch(stamped.headers["x-request-id"])
+
+
+def test_the_gateway_refuses_middleware_it_would_leave_out(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, **CLIENT_NET))
+    app.add_middleware(GZipMiddleware)
+    with pytest.raises(RuntimeError, match="RequestMiddleware alone"):
+        app.build_middleware_stack()

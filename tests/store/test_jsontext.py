@@ -119,6 +119,14 @@ def test_sorted_ascii_text_sorts_nested_keys_by_code_point() -> None:
     assert jsontext.sorted_ascii_text(value) == json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+@pytest.mark.parametrize("code", range(128))
+def test_each_ascii_character_is_written_as_json_writes_it(code: int) -> None:
+    value = {"k": chr(code), chr(code): [chr(code)]}
+    assert jsontext.ascii_bytes(value) == json.dumps(value, separators=(",", ":")).encode()
+    assert jsontext.sorted_ascii_text(value) == json.dumps(value, separators=(",", ":"), sort_keys=True)
+    assert jsontext.strict_text(value) == strict(value)
+
+
 def test_a_cycle_is_refused_as_json_refuses_it() -> None:
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
