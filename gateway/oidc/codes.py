@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gateway.store.base import ArtefactStore, Consumed
+from gateway.store.base import ArtefactStore, Consumed, Counter
 
 KIND = "code"
 
@@ -55,14 +55,38 @@ async def issue(store: ArtefactStore, grant: CodeGrant, ttl: int) -> str:
     return code
 
 
-async def redeem(store: ArtefactStore, code: str) -> tuple[CodeGrant, bool] | None:
+Redeemed = tuple[CodeGrant, bool]
+
+
+def well_formed(code: str | None) -> bool:
+    """Whether ``code`` could name a stored code at all (``redeem`` looks up nothing otherwise)."""
+    return bool(code) and len(code or "") <= 128
+
+
+async def redeem(store: ArtefactStore, code: str) -> Redeemed | None:
     """The code's grant and whether this is its first redemption; None when unknown or expired."""
-    if not code or len(code) > 128:
+    if not well_formed(code):
         return None
-    found: Consumed | None = await store.consume(KIND, token_hash(code))
-    if found is None:
-        return None
-    return CodeGrant(**found.payload), found.first
+    return _grant(await store.consume(KIND, token_hash(code)))
+
+
+async def redeem_counted(
+    store: ArtefactStore, code: str, counter: str, counter_id: str, window: int, limit: int
+) -> tuple[Counter, Redeemed | None]:
+    """``store.incr(counter, counter_id, window)``, then, only when the count is at most ``limit``,
+    ``redeem(store, code)``: in one store call (one SQLite transaction). ``code`` must be
+    ``well_formed``. Returns the counter and the redemption (None when over the limit, unknown or
+    expired)."""
+    if not well_formed(code):
+        raise ValueError("redeem_counted takes a well-formed code")
+    counted, found = await store.consume_counted(
+        KIND, token_hash(code), counter, window, limit, counter_id=counter_id
+    )
+    return counted, _grant(found)
+
+
+def _grant(found: Consumed | None) -> Redeemed | None:
+    return None if found is None else (CodeGrant(**found.payload), found.first)
 
 
 def new_grant_id() -> str:

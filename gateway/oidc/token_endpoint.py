@@ -37,6 +37,8 @@ from gateway.settings.models import Application
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 TOKEN_REQUESTS_KIND = "token-requests"
+Redemption = tuple[codes.Redeemed | None, ...]
+"""What ``_over_limit`` redeemed with its count: ``(found,)``, or ``()`` when it redeemed nothing."""
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="token", charset="UTF-8"'}
 EXPOSE = "Retry-After, WWW-Authenticate"
 
@@ -71,12 +73,15 @@ async def _answer(
         raise InvalidRequest(f"the {repeated} parameter is repeated")
     app = await authenticate_client(rt, request, params)
     client.append(app)
-    limited = await _over_limit(rt, request, app)
+    grant_type = params.get("grant_type")
+    code, redirect_uri = params.get("code"), params.get("redirect_uri")
+    # A code grant that gets as far as redeeming its code has it redeemed with the count.
+    redeem = grant_type == "authorization_code" and bool(redirect_uri) and codes.well_formed(code)
+    limited, redeemed = await _over_limit(rt, request, app, code if redeem else None)
     if limited is not None:
         return limited
-    grant_type = params.get("grant_type")
     if grant_type == "authorization_code":
-        body = await _authorization_code(rt, app, params)
+        body = await _authorization_code(rt, app, params, redeemed)
     elif grant_type == "refresh_token":
         body = await _refresh_token(rt, app, params)
     elif grant_type == "client_credentials":
@@ -88,20 +93,33 @@ async def _answer(
     return json_response(body)
 
 
-async def _over_limit(rt: Runtime, request: Request, app: Application) -> Response | None:
+async def _over_limit(
+    rt: Runtime, request: Request, app: Application, code: str | None
+) -> tuple[Response | None, Redemption]:
     """Count one request of ``app``'s client in this minute; the 429 answer when past the limit.
     A public client is "authenticated" by naming it, so anyone could spend its allowance and lock out
-    every user of the app: its requests are counted per client address instead."""
+    every user of the app: its requests are counted per client address instead.
+
+    With a ``code`` (a code grant that ``_authorization_code`` would redeem next: ``code`` well
+    formed, ``redirect_uri`` given) the code is redeemed in the same store call as the count, only
+    within the limit, as the two steps would (one SQLite transaction instead of two); the second
+    value is then a 1-tuple of what the redemption found, else ``()``."""
     assert app.oidc is not None
     key = app.oidc.client_id
     if app.oidc.is_public:
         key = f"{key} {rt.box.keyed_hash('ip', client_ip(request))}"
-    counter = await rt.store.incr(TOKEN_REQUESTS_KIND, key, 60)
-    if counter.value <= rt.settings.limits.token_requests_per_client_per_minute:
-        return None
+    limit = rt.settings.limits.token_requests_per_client_per_minute
+    redeemed: Redemption = ()
+    if code is None:
+        counter = await rt.store.incr(TOKEN_REQUESTS_KIND, key, 60)
+    else:
+        counter, found = await codes.redeem_counted(rt.store, code, TOKEN_REQUESTS_KIND, key, 60, limit)
+        redeemed = (found,)
+    if counter.value <= limit:
+        return None, redeemed
     wait = max(counter.expires_in, 1)
     body = {"error": "invalid_request", "error_description": f"too many requests; try again in {wait} s"}
-    return json_response(body, 429, {"Retry-After": str(wait)})
+    return json_response(body, 429, {"Retry-After": str(wait)}), ()
 
 
 def s256(verifier: str) -> str:
@@ -117,14 +135,17 @@ async def _active_user(rt: Runtime, user_id: str, auth_time: int | None = None) 
     return user
 
 
-async def _authorization_code(rt: Runtime, app: Application, params: dict[str, str]) -> dict[str, Any]:
+async def _authorization_code(
+    rt: Runtime, app: Application, params: dict[str, str], counted: Redemption = ()
+) -> dict[str, Any]:
+    """``counted``: the redemption ``_over_limit`` made with its count (``()`` when it made none)."""
     assert app.oidc is not None
     code, redirect_uri, verifier = params.get("code"), params.get("redirect_uri"), params.get("code_verifier")
     if not code:
         raise InvalidRequest("code is required")
     if not redirect_uri:
         raise InvalidRequest("redirect_uri is required")
-    redeemed = await codes.redeem(rt.store, code)
+    redeemed = counted[0] if counted else await codes.redeem(rt.store, code)
     if redeemed is None:
         raise InvalidGrant("the code is invalid or expired")
     grant, first = redeemed

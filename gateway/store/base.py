@@ -104,13 +104,14 @@ class ArtefactStore(Protocol):
         the first increment."""
 
     async def consume_counted(
-        self, kind: str, id: str, counter: str, window: int, limit: int
+        self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
         """Count one use of the artefact ``(kind, id)``, then consume it if the count allows:
-        ``incr(counter, id, window)``, and only when its new value is at most ``limit``,
-        ``consume(kind, id)``. Returns the counter and what the consume found (None when over the
-        limit or absent). SQLite makes both in one transaction; Redis one after the other (the
-        counter and the artefact are in different hash slots), as the two calls would."""
+        ``incr(counter, counter_id, window)`` (``counter_id`` defaults to ``id``), and only when its
+        new value is at most ``limit``, ``consume(kind, id)``. Returns the counter and what the
+        consume found (None when over the limit or absent). SQLite makes both in one transaction;
+        Redis one after the other (the counter and the artefact are in different hash slots), as
+        the two calls would. Every argument is checked before anything is counted."""
 
     async def ttl(self, kind: str, id: str) -> int | None:
         """Seconds the artefact has left, or None when absent."""

@@ -600,11 +600,14 @@ class RedisStore(RedisDirectoryMixin, RedisSignInLogMixin):
         return Counter(value=int(value), expires_in=_seconds(int(left)))
 
     async def consume_counted(
-        self, kind: str, id: str, counter: str, window: int, limit: int
+        self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
         check_key(kind, id)
+        counted_id = id if counter_id is None else counter_id
+        check_key(counter, counted_id)
+        check_seconds("window", window)
         check_limit(limit)
-        counted = await self.incr(counter, id, window)
+        counted = await self.incr(counter, counted_id, window)
         if counted.value > limit:
             return counted, None
         return counted, await self.consume(kind, id)

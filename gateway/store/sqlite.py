@@ -588,15 +588,16 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
         return await self._artefact_write(work)
 
     async def consume_counted(
-        self, kind: str, id: str, counter: str, window: int, limit: int
+        self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
         check_key(kind, id)
-        check_key(counter, id)
+        counted_id = id if counter_id is None else counter_id
+        check_key(counter, counted_id)
         check_seconds("window", window)
         check_limit(limit)
 
         def work(conn: sqlite3.Connection, now: float) -> tuple[Counter, Consumed | None]:
-            params = {"kind": counter, "id": id, "expires": now + window, "now": now}
+            params = {"kind": counter, "id": counted_id, "expires": now + window, "now": now}
             value, expires_at = conn.execute(INCR, params).fetchone()
             counted = Counter(value=value, expires_in=_seconds_left(expires_at, now))
             if value > limit:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.assertions import Clock, assert_oauth_error
+from tests.support.flows import exchange, sign_in
 from tests.support.gateway_app import default_config, make_settings, running_app
 from tests.support.inspect_store import snapshot
 from tests.support.smtp_server import SmtpServer
@@ -112,3 +113,31 @@ async def test_a_public_clients_requests_are_counted_per_client_address(
         async with httpx.AsyncClient(transport=other, base_url=str(client.base_url)) as elsewhere:
             answer = await elsewhere.post("/oauth2/token", data=refresh)
             assert_oauth_error(answer, "invalid_grant", 400)  # not 429: another address has its own count
+
+
+async def test_a_code_exchange_past_the_limit_leaves_the_code_unused(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """The count and the code's redemption are one store call: past the limit the code is not used up,
+    so it still works once the window has passed (and then only once)."""
+    clock = Clock()
+    settings = settings_for(tmp_path, smtp_server)
+    settings = settings.model_copy(
+        update={"tokens": settings.tokens.model_copy(update={"authorization_code_seconds": 600})}
+    )
+    async with running_app(settings, clock=clock) as (app, client):
+        app.state.runtime.store._clock = clock
+        req, query = await sign_in(client, smtp_server, "limited@partner.example")
+        refresh = {"grant_type": "refresh_token", "client_id": "demo", "refresh_token": "not-a-token"}
+        for _ in range(2):
+            assert_oauth_error(await client.post("/oauth2/token", data=refresh), "invalid_grant", 400)
+        minted = snapshot(settings).count("access")
+        wait = assert_limited(await exchange(client, req, query["code"]))
+        assert snapshot(settings).count("access") == minted
+        # Within the limit, a request that is wrong before the code is redeemed leaves it unused too.
+        clock.advance(wait + 1)
+        missing = await exchange(client, req, query["code"], redirect_uri="")
+        assert_oauth_error(missing, "invalid_request", 400)
+        assert (await exchange(client, req, query["code"])).status_code == 200
+        clock.advance(61)
+        assert_oauth_error(await exchange(client, req, query["code"]), "invalid_grant", 400)

@@ -482,3 +482,29 @@ async def test_migrate_is_idempotent_and_keeps_data(backend: Backend) -> None:
     assert await s.find_user_by_identity(ISS, "sub-a") == ALICE
     assert await s.find_users_by_mail("ALICE@partner.example") == [ALICE]
     assert await s.get_meta("schema_version") == "3"
+
+
+async def test_consume_counted_may_count_under_another_id(backend: Backend) -> None:
+    s = backend.store
+    await s.put("code", "c", {"v": 1}, 60)
+    await s.put("code", "d", {"v": 2}, 60)
+    counted, consumed = await s.consume_counted("code", "c", "requests", 60, 1, counter_id="client")
+    assert (counted.value, consumed) == (1, Consumed(payload={"v": 1}, grant_id=None, first=True))
+    counted, consumed = await s.consume_counted("code", "d", "requests", 60, 1, counter_id="client")
+    assert (counted.value, consumed) == (2, None)  # one counter for both codes: over the limit
+    assert (await s.incr("requests", "client", 60)).value == 3
+    assert (await s.incr("requests", "c", 60)).value == 1  # nothing counted under the artefact's id
+    assert await s.get("code", "d") == {"v": 2}
+
+
+async def test_consume_counted_checks_everything_before_counting(backend: Backend) -> None:
+    s = backend.store
+    await s.put("code", "c", {"v": 1}, 60)
+    with pytest.raises(ValueError):
+        await s.consume_counted("code", "c", "requests", 60, 1, counter_id="")
+    with pytest.raises(ValueError):
+        await s.consume_counted("code", "c", "requests", 60, -1, counter_id="client")
+    with pytest.raises(ValueError):
+        await s.consume_counted("code", "c", "requests", 0, 1, counter_id="client")
+    assert (await s.incr("requests", "client", 60)).value == 1
+    assert await s.get("code", "c") == {"v": 1}

@@ -120,10 +120,10 @@ class MemoryState:
         return Counter(value=count.value, expires_in=math.ceil(count.expires_at - now))
 
     async def consume_counted(
-        self, kind: str, id: str, counter: str, window: int, limit: int
+        self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
         await asyncio.sleep(0)
-        counted = self._count(counter, id, window)
+        counted = self._count(counter, id if counter_id is None else counter_id, window)
         if counted.value > limit:
             return counted, None
         return counted, self._consume(kind, id)
