@@ -3,7 +3,8 @@
 ``submit`` only appends to a bounded in-memory queue and wakes the task. The task waits
 ``LINGER_SECONDS`` for more entries (a busy gateway then commits the log's pages once for many
 sign-ins, not once each), fills in ``userPrincipalName``/``userDisplayName`` from the directory
-and writes what is queued with one ``append_signins`` call (one transaction / one Redis
+(one ``get_users`` call a batch) and writes what is queued with one ``append_signins`` call (one
+transaction / one Redis
 ``MULTI``). Expired entries are purged with an append at most every ``PURGE_SECONDS``, or after
 ``PURGE_AFTER_ENTRIES`` appended entries, not with every append (it finds nothing to drop almost
 every time). A full queue (the store is down or slower than sign-ins arrive) drops the
@@ -76,12 +77,13 @@ class SignInLogWriter:
 
     async def _write(self, batch: list[SignInEntry]) -> None:
         try:
+            user_ids = [entry.user_id for entry in batch if entry.user_id is not None]
+            users = await self._store.get_users(user_ids) if user_ids else {}
             for entry in batch:
-                if entry.user_id is not None:
-                    user = await self._store.get_user(entry.user_id)
-                    if user is not None:
-                        entry.doc["userPrincipalName"] = user.get("userPrincipalName")
-                        entry.doc["userDisplayName"] = user.get("displayName")
+                user = users.get(entry.user_id) if entry.user_id is not None else None
+                if user is not None:
+                    entry.doc["userPrincipalName"] = user.get("userPrincipalName")
+                    entry.doc["userDisplayName"] = user.get("displayName")
             self._since_purge += len(batch)
             purge = self._purge_due()
             await self._store.append_signins(batch, self._keep, purge=purge)

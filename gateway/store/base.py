@@ -156,6 +156,11 @@ class DirectoryStore(Protocol):
     async def get_user(self, user_id: str) -> JSON | None:
         """The live user object, or None (absent or soft-deleted)."""
 
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, JSON]:
+        """The live users among ``user_ids``, by id (absent and soft-deleted ones left out), in one
+        round trip: one query on SQLite, one script on Redis. At most 1000 distinct ids, each a
+        non-empty string (ValueError/TypeError otherwise, nothing read); repeats are looked up once."""
+
     async def find_user_by_identity(self, issuer: str, issuer_assigned_id: str) -> JSON | None:
         """The live user holding this identity, or None. Matching is exact; callers normalise."""
 

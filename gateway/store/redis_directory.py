@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gateway.store.base import JSON
-from gateway.store.redis_keys import DIR_KEYS, Script, directory_script, mail_key
+from gateway.store.redis_keys import DELETED, DIR_KEYS, USERS, Script, directory_script, lua_script, mail_key
 from gateway.store.validate import check_text, decode
 from gateway.store.validate_directory import (
     check_assignment,
@@ -41,6 +41,7 @@ from gateway.store.validate_directory import (
     check_group,
     check_link,
     check_page,
+    check_user_ids,
     check_user_query,
     deleted_view,
     page_of,
@@ -49,6 +50,18 @@ from gateway.store.validate_directory import (
 SCAN_BATCH = 500
 
 # -- users -------------------------------------------------------------------------------------
+# KEYS users, deleted; ARGV user ids -> flat list of live user id, user JSON
+GET_USERS = lua_script("""
+local found = {}
+for i = 1, #ARGV do
+  local doc = redis.call('HGET', KEYS[1], ARGV[i])
+  if doc and not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    found[#found + 1] = ARGV[i]
+    found[#found + 1] = doc
+  end
+end
+return found
+""")
 # ARGV user id, now -> the stored document, or false (absent or already deleted)
 SOFT_DELETE = directory_script("""
 local doc = redis.call('HGET', K.users, ARGV[1])
@@ -240,7 +253,7 @@ return out
 """)
 
 DIRECTORY_SCRIPTS = (
-    SOFT_DELETE, RESTORE, GET_DELETED, PURGE_DUE, LIST_USERS, LIST_USERS_BY_MAIL,
+    GET_USERS, SOFT_DELETE, RESTORE, GET_DELETED, PURGE_DUE, LIST_USERS, LIST_USERS_BY_MAIL,
     CREATE_GROUP, GET_GROUP, UPDATE_GROUP, LIST_GROUPS, DELETE_GROUP, ADD_LINK, REMOVE_LINK, LIST_LINKED,
     ADD_ASSIGNMENT, REMOVE_ASSIGNMENT, LIST_ASSIGNMENTS,
 )  # fmt: skip
@@ -298,6 +311,13 @@ class RedisDirectoryMixin:
     """The schema 3 ``DirectoryStore`` methods of ``RedisStore``; see the module docstring."""
 
     # -- users -----------------------------------------------------------------------------
+
+    async def get_users(self: _Host, user_ids: Sequence[str]) -> dict[str, JSON]:
+        ids = check_user_ids(user_ids)
+        if not ids:
+            return {}
+        flat = await self._eval(GET_USERS, [USERS, DELETED], ids)
+        return {str(user_id): decode(doc) for user_id, doc in zip(flat[::2], flat[1::2], strict=True)}
 
     async def list_users(
         self: _Host,

@@ -26,8 +26,9 @@ group) are deleted explicitly only.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +41,7 @@ from gateway.store.validate_directory import (
     check_group,
     check_link,
     check_page,
+    check_user_ids,
     check_user_query,
     deleted_view,
     page_of,
@@ -78,6 +80,8 @@ DIRECTORY_SCHEMA = (
 )
 
 # -- users -----------------------------------------------------------------------------------
+GET_USERS = """SELECT id, doc FROM users WHERE id IN (SELECT value FROM json_each(?))
+AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)"""
 
 LIVE_USER = """SELECT u.doc FROM users u
 WHERE u.id = ? AND NOT EXISTS (SELECT 1 FROM deleted_users d WHERE d.user_id = u.id)"""
@@ -267,6 +271,14 @@ class SQLiteDirectoryMixin:
     """The schema 3 ``DirectoryStore`` methods of ``SQLiteStore``; see the module docstring."""
 
     # -- users -----------------------------------------------------------------------------
+
+    async def get_users(self: _Host, user_ids: Sequence[str]) -> dict[str, JSON]:
+        ids = json.dumps(check_user_ids(user_ids))  # one parameter: the statement text stays constant
+
+        def work(conn: sqlite3.Connection, now: float) -> dict[str, JSON]:
+            return {user_id: decode(doc) for user_id, doc in conn.execute(GET_USERS, (ids,)).fetchall()}
+
+        return await self._lookup(work)
 
     async def list_users(
         self: _Host,

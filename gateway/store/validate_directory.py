@@ -9,6 +9,7 @@ Field limits follow Microsoft Graph where it sets one (group ``displayName`` 256
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -57,6 +58,21 @@ class Assignment:
     resource_id: str
     app_role_id: str
     doc: str
+
+
+MAX_USER_IDS = 1000
+
+
+def check_user_ids(user_ids: Sequence[str]) -> list[str]:
+    """``get_users``'s ids, each once, in their first order: at most ``MAX_USER_IDS`` non-empty strings."""
+    if isinstance(user_ids, str):
+        raise TypeError("user_ids is a sequence of ids, not one string")
+    unique = list(dict.fromkeys(user_ids))
+    if len(unique) > MAX_USER_IDS:
+        raise ValueError(f"at most {MAX_USER_IDS} user ids a call, got {len(unique)}")
+    for user_id in unique:
+        check_text("user id", user_id)
+    return unique
 
 
 def check_page(limit: int, after: str | None) -> None:

@@ -19,9 +19,15 @@ from gateway.store.signin_log import SignInEntry
 class RecordingStore:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bool]] = []
+        self.lookups: list[list[str]] = []
 
-    async def get_user(self, user_id: str) -> dict[str, Any] | None:
-        return {"id": user_id, "userPrincipalName": f"{user_id}@x", "displayName": user_id.upper()}
+    async def get_users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        self.lookups.append(list(user_ids))
+        return {
+            user_id: {"id": user_id, "userPrincipalName": f"{user_id}@x", "displayName": user_id.upper()}
+            for user_id in user_ids
+            if user_id != "gone"
+        }
 
     async def append_signins(
         self, entries: list[SignInEntry], keep_seconds: int, *, purge: bool = True
@@ -105,3 +111,19 @@ async def test_a_write_that_failed_leaves_the_purge_due() -> None:
     writer.submit(entry(3, user=None))
     await writer.flush()
     assert store.calls == [([], True), (["e2"], True), (["e3"], False)]
+
+
+async def test_one_directory_lookup_a_batch_fills_in_the_users_names() -> None:
+    store = RecordingStore()
+    writer = make_writer(store)
+    entries = [entry(1, "a"), entry(2, None), entry(3, "gone"), entry(4, "a"), entry(5, "b")]
+    for queued in entries:
+        writer.submit(queued)
+    await writer.flush()
+    assert len(store.lookups) == 1 and set(store.lookups[0]) == {"a", "gone", "b"}
+    assert [e.doc.get("userPrincipalName") for e in entries] == ["a@x", None, None, "a@x", "b@x"]
+    assert entries[4].doc["userDisplayName"] == "B"
+    assert "userPrincipalName" not in entries[1].doc and "userPrincipalName" not in entries[2].doc
+    writer.submit(entry(6, None))
+    await writer.flush()
+    assert len(store.lookups) == 1  # no user, no lookup

@@ -306,3 +306,30 @@ async def test_deleted_date_time_belongs_to_the_store(backend: Backend) -> None:
         await s.update_user(stamped)
     assert await s.get_user("u1") == guest("u1", deletedDateTime=None)
     assert await s.get_deleted_user("u1") is None
+
+
+# -- get_users ---------------------------------------------------------------------------------
+
+
+async def test_get_users_finds_the_live_users_among_the_ids(backend: Backend) -> None:
+    s = backend.store
+    await make(backend, guest("u1", displayName="One"), guest("u2"), guest("u3"))
+    assert await s.soft_delete_user("u3", T0) is not None
+    found = await s.get_users(["u2", "absent", "u1", "u3", "u1"])
+    assert found == {"u1": guest("u1", displayName="One"), "u2": guest("u2")}
+    assert await s.get_users([]) == {}
+    assert await s.restore_user("u3") is not None
+    assert set(await s.get_users(["u3"])) == {"u3"}
+    found["u1"]["displayName"] = "changed"  # a copy: what is stored does not change
+    assert (await s.get_users(["u1"]))["u1"]["displayName"] == "One"
+
+
+async def test_get_users_checks_its_ids(backend: Backend) -> None:
+    s = backend.store
+    with pytest.raises(ValueError):
+        await s.get_users(["u1", ""])
+    with pytest.raises(TypeError):
+        await s.get_users("u1")
+    with pytest.raises(ValueError):
+        await s.get_users([f"u{n}" for n in range(1001)])
+    assert await s.get_users(["u1"] * 1001) == {}  # repeats are one id
