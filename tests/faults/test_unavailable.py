@@ -64,7 +64,7 @@ async def test_a_locked_sqlite_store_gives_the_page_and_the_json_error(
         path = await flows.start(client, flows.AuthRequest())
         store = app.state.runtime.store
         locked = failing(sqlite3.OperationalError("database is locked"))
-        for name in ("get", "put", "consume", "incr", "apply"):
+        for name in ("get", "put", "consume", "incr", "consume_counted", "apply"):
             monkeypatch.setattr(store, name, locked)
         page = await client.get(path)
         assert page.status_code == 503
