@@ -102,11 +102,11 @@ from gateway.store.signin_log_redis import RedisSignInLogMixin
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
+    check_counted,
     check_grant,
     check_identities,
     check_identity,
     check_key,
-    check_limit,
     check_mail,
     check_meta_value,
     check_schema_version,
@@ -602,11 +602,7 @@ class RedisStore(RedisDirectoryMixin, RedisSignInLogMixin):
     async def consume_counted(
         self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
-        check_key(kind, id)
-        counted_id = id if counter_id is None else counter_id
-        check_key(counter, counted_id)
-        check_seconds("window", window)
-        check_limit(limit)
+        counted_id = check_counted(kind, id, counter, counter_id, window, limit)
         counted = await self.incr(counter, counted_id, window)
         if counted.value > limit:
             return counted, None

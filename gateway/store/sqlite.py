@@ -73,11 +73,11 @@ from gateway.store.sqlite_directory import DIRECTORY_SCHEMA, SQLiteDirectoryMixi
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
+    check_counted,
     check_grant,
     check_identities,
     check_identity,
     check_key,
-    check_limit,
     check_mail,
     check_meta_value,
     check_schema_version,
@@ -590,11 +590,7 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
     async def consume_counted(
         self, kind: str, id: str, counter: str, window: int, limit: int, *, counter_id: str | None = None
     ) -> tuple[Counter, Consumed | None]:
-        check_key(kind, id)
-        counted_id = id if counter_id is None else counter_id
-        check_key(counter, counted_id)
-        check_seconds("window", window)
-        check_limit(limit)
+        counted_id = check_counted(kind, id, counter, counter_id, window, limit)
 
         def work(conn: sqlite3.Connection, now: float) -> tuple[Counter, Consumed | None]:
             params = {"kind": counter, "id": counted_id, "expires": now + window, "now": now}

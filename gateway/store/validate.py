@@ -57,6 +57,17 @@ def check_limit(limit: int) -> None:
         raise ValueError(f"limit must be at least 0, got {limit}")
 
 
+def check_counted(kind: str, id: str, counter: str, counter_id: str | None, window: int, limit: int) -> str:
+    """The arguments of ``consume_counted`` checked; the id the counter is kept under (``counter_id``,
+    else the artefact's ``id``)."""
+    check_key(kind, id)
+    counted_id = id if counter_id is None else counter_id
+    check_key(counter, counted_id)
+    check_seconds("window", window)
+    check_limit(limit)
+    return counted_id
+
+
 def check_grant(grant_id: str | None) -> None:
     if grant_id is not None:
         check_text("grant_id", grant_id)
