@@ -74,7 +74,7 @@ def strict_bytes(value: Any) -> bytes:
 
 
 def ascii_bytes(value: Any) -> bytes:
-    """``json.dumps(value, separators=(",", ":")).encode()``: ASCII (``\\uXXXX`` escapes), and NaN or
+    """``json.dumps(value, separators=(",", ":")).encode()``: ASCII (``\\u00e9``-style escapes), and NaN or
     an infinity written as ``NaN`` / ``Infinity`` like the standard library does."""
     try:
         text = orjson.dumps(value, option=_OPTIONS)
