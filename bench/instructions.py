@@ -22,7 +22,7 @@ under callgrind with its own output file. The SUM over the processes of the meas
 warm run (every thread, user space: a system call counts as one instruction), divided by N, is
 printed (``bench/instructions_figures.py``).
 
-Kinds: ``passcode``, a complete passcode sign-in (authorize, email, passcode page, passcode, code
+Kinds: ``passcode``, a complete passcode sign-in (authorize, email, passcode, code
 exchange; a new guest, ``offline_access``); ``token``, a ``refresh_token`` grant followed by a
 ``userinfo`` call, with refresh tokens from the warm-up's sign-ins. The warm-up (``WARM`` sign-ins,
 and ``WARM`` token operations for ``token``) goes through every replica, so lazy imports, pools and

@@ -9,7 +9,8 @@ SMTP sink in this process, passcode limits raised), then measures:
 - with ``wrk``: the floor, discovery and userinfo (a real access token from one sign-in);
 - with the lean client (``bench/signin_driver.py``): the token endpoint's code exchange, over
   codes obtained by signing in first, and complete passcode sign-ins (authorize, answered with the
-  email page -> email -> passcode from the sink -> passcode page -> passcode -> code -> token exchange).
+  email page -> email, answered with the passcode page -> passcode from the sink -> passcode -> code
+  -> token exchange).
 
 It prints req/s, p50 and p99 per endpoint, each as a ratio to the floor, the gateway's CPU time
 per request (from ``/proc``: robust on a noisy shared machine), sign-ins per second and the
@@ -313,7 +314,7 @@ def report(workers: int, base: Figure, gateway: GatewayFigures) -> list[str]:
     verdict = f"target <= {CPU_TARGET_MS:g} ms: {'ok' if signin.cpu_ms <= CPU_TARGET_MS else 'MISSED'}"
     p50, p99 = percentile(signin.latencies, 0.5) * 1e3, percentile(signin.latencies, 0.99) * 1e3
     lines += [
-        f"passcode sign-in: {signin.count} complete sign-ins (6 requests each, a new guest each), "
+        f"passcode sign-in: {signin.count} complete sign-ins (5 requests each, a new guest each), "
         f"{signin.wall:.1f} s: {per_second:.0f} sign-ins/s ({6 * per_second / base.rps:.1%} of the floor's "
         f"req/s); latency p50 {p50:.1f} ms, p99 {p99:.1f} ms",
         f"gateway CPU per complete sign-in: {signin.cpu_ms:.2f} ms ({verdict})",

@@ -7,8 +7,8 @@ SSO session short-cuts the passcode). ``PasscodeSink`` is an aiosmtpd server on 
 event loop; the driver registers the address before it submits it and awaits the passcode.
 
 One sign-in (``SigninDriver.sign_in``): GET /oauth2/authorize (answered with the email page) -> POST
-the email -> passcode from the sink -> GET the passcode page -> POST the passcode -> the code from the
-redirect -> (``exchange=True``) POST /oauth2/token with the PKCE verifier.
+the email (answered with the passcode page) -> passcode from the sink -> POST the passcode -> the
+code from the redirect -> (``exchange=True``) POST /oauth2/token with the PKCE verifier.
 """
 
 from __future__ import annotations
@@ -238,11 +238,9 @@ class SigninDriver:
         step("GET /oauth2/authorize")
         passcode = self.sink.expect(address)
         form = urlencode({"csrf": _csrf(page), "email": address}).encode()
-        _redirect(await self._post(conn, jar, f"{signin}/email", form), jar, "email")
+        page = _page(await self._post(conn, jar, f"{signin}/email", form), jar, "POST email")
         code = await asyncio.wait_for(passcode, timeout=30)
         step("POST email + mail sent")
-        page = await self._get(conn, jar, f"{signin}/passcode")
-        step("GET passcode page")
         form = urlencode({"csrf": _csrf(page), "passcode": code}).encode()
         back = _redirect(await self._post(conn, jar, f"{signin}/passcode", form), jar, "passcode")
         step("POST passcode")
@@ -292,6 +290,13 @@ def _signin_path(page: Response) -> str:
     if match is None:
         raise BenchError(f"authorize: not the email page: {page.body[:300]!r}")
     return match.group(1).decode()
+
+
+def _page(response: Response, jar: CookieJar, step: str) -> Response:
+    jar.update(response)
+    if response.status != 200:
+        raise BenchError(f"{step}: expected a page, got {response.status} {response.body[:300]!r}")
+    return response
 
 
 def _redirect(response: Response, jar: CookieJar, step: str) -> str:

@@ -219,6 +219,10 @@ async def submit_email(request: Request) -> Response:
     if route.connector_id is None:
         discovery.refuse_route(rt, request, signin, route)
         return _email_page(rt, request, signin, error=NO_ROUTE, email=email, status=403)
+    if signin.email == email and signin.connector_id == route.connector_id == rt.email_otp.config.id:
+        # This address was sent a passcode in this sign-in already (the form posted again, by the
+        # back button or a reload of the page this POST answered): the page, not a second mail.
+        return _passcode_page(rt, request, signin)
     signin.email = email
     if discovery.is_upstream(rt, route.connector_id):
         return await discovery.choose_upstream(rt, signin, route)
@@ -303,8 +307,10 @@ async def _send(
         return _stopped(request, signin)
     if changed:
         await transaction.save(rt.store, signin, ttl)
-    target = f"/signin/{signin.id}/passcode" + ("?resent=1" if resent else "")
-    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    # The passcode page answers the POST itself rather than a redirect to ``GET .../passcode``: one
+    # request fewer per sign-in. A reload posts the form again, which shows the page again without
+    # sending another mail (``submit_email``, ``resend``'s resend interval).
+    return _passcode_page(rt, request, signin, notice=Message("signin.passcode.resent") if resent else None)
 
 
 def _may_sign_up(rt: Runtime, signin: SignIn) -> bool:
@@ -319,8 +325,7 @@ async def passcode_page(request: Request) -> Response:
     rt, signin = loaded
     if signin.email is None:
         return RedirectResponse(f"/signin/{signin.id}", status_code=303)
-    notice = Message("signin.passcode.resent") if request.query_params.get("resent") else None
-    return _passcode_page(rt, request, signin, notice=notice)
+    return _passcode_page(rt, request, signin)
 
 
 def _failure_keys(rt: Runtime, request: Request, email: str) -> tuple[str, str]:

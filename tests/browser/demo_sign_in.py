@@ -15,7 +15,7 @@ async def sign_in_at_demo(page: Page, base: str, smtp_server: SmtpServer, email:
     await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))  # the email page
     await page.fill("input#email", email)
     await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
+    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/email$"))
     await page.fill("input#passcode", extract_passcode(await smtp_server.wait_for(to=email, timeout=15)))
     await page.click("form[action$='/passcode'] button[type=submit]")
     await page.wait_for_url(f"{base}/demo")

@@ -85,7 +85,7 @@ async def test_the_branded_french_sign_in_page(page: Page, branded: Any, smtp_se
 
     await page.fill("input#email", EMAIL)
     await button.click()
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
+    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/email$"))
     assert await page.get_attribute("html", "lang") == "fr"
     assert (await page.inner_text("h1")).strip() == "Saisissez votre code"
     mail = await smtp_server.wait_for(to=EMAIL, timeout=15)

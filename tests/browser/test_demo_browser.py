@@ -45,7 +45,7 @@ async def test_demo_passcode_sign_in_shows_claims_and_signs_out(
     assert await page.get_attribute("input#email", "type") == "email"
     await page.fill("input#email", EMAIL)
     await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
+    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/email$"))
     assert await page.get_attribute("input#passcode", "autocomplete") == "one-time-code"
     assert EMAIL in await page.inner_text("#address")
     passcode_shot = tmp_path / "passcode-page.png"

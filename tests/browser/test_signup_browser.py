@@ -94,7 +94,7 @@ async def sign_in_to_attribute_page(page: Page, base: str, smtp: SmtpServer) -> 
     await page.wait_for_url(re.compile(re.escape(base) + r"/oauth2/authorize\?.+"))
     await page.fill("input#email", EMAIL)
     await page.click("form[action$='/email'] button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/passcode$"))
+    await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/email$"))
     await page.fill("input#passcode", extract_passcode(await smtp.wait_for(to=EMAIL, timeout=15)))
     await page.click("form[action$='/passcode'] button[type=submit]")
     await page.wait_for_url(re.compile(re.escape(base) + r"/signin/[A-Za-z0-9_-]+/signup$"))

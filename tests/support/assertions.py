@@ -29,7 +29,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.support.flows import AuthRequest, query_of, signin_path_of, submit_email, submit_passcode
+from tests.support.flows import AuthRequest, post_passcode, query_of, signin_path_of, submit_email
 from tests.support.gateway_app import ISSUER, default_config, make_settings, running_app
 from tests.support.smtp_server import SmtpServer, extract_passcode
 
@@ -172,9 +172,15 @@ def assert_code_response(response: httpx.Response, req: AuthRequest) -> str:
 async def complete_sign_in(op: Op, signin_path: str, email: str) -> httpx.Response:
     """Email, then the passcode read from the SMTP server; the final response (a redirect to the client)."""
     sent = await submit_email(op.client, signin_path, email)
-    assert sent.status_code == 303, sent.text
+    assert_passcode_page(sent)
     message = await op.smtp.wait_for(to=email, timeout=10)
-    return await submit_passcode(op.client, signin_path, extract_passcode(message))
+    return await post_passcode(op.client, signin_path, sent, extract_passcode(message))
+
+
+def assert_passcode_page(response: httpx.Response) -> None:
+    """``response`` is the passcode page (as a POST of the email form answers once a code was sent)."""
+    assert response.status_code == 200, response.text
+    assert 'autocomplete="one-time-code"' in response.text, response.text
 
 
 async def sign_in(

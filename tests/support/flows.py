@@ -82,8 +82,16 @@ async def submit_email(client: httpx.AsyncClient, signin_path: str, email: str) 
 
 
 async def submit_passcode(client: httpx.AsyncClient, signin_path: str, code: str) -> httpx.Response:
+    """Open the passcode page (``GET``), then post ``code`` with its form."""
     page = await client.get(f"{signin_path}/passcode")
     assert page.status_code == 200, page.text
+    return await post_passcode(client, signin_path, page, code)
+
+
+async def post_passcode(
+    client: httpx.AsyncClient, signin_path: str, page: httpx.Response, code: str
+) -> httpx.Response:
+    """Post ``code`` with the form of ``page``, a passcode page (as the email POST answers)."""
     return await client.post(f"{signin_path}/passcode", data={"csrf": csrf_of(page), "passcode": code})
 
 
@@ -94,9 +102,9 @@ async def sign_in(
     req = req or AuthRequest()
     path = await start(client, req)
     sent = await submit_email(client, path, email)
-    assert sent.status_code == 303, sent.text
+    assert sent.status_code == 200 and 'autocomplete="one-time-code"' in sent.text, sent.text
     message = await smtp.wait_for(to=email, timeout=10)
-    done = await submit_passcode(client, path, extract_passcode(message))
+    done = await post_passcode(client, path, sent, extract_passcode(message))
     assert done.status_code == 303, done.text
     return req, query_of(done.headers["location"])
 
