@@ -359,6 +359,13 @@ async def test_a_session_lost_without_a_word_is_replaced_without_a_failed_attemp
     await outbox.start()
     outbox.send(passcode_mail("11111111"))
     await smtp_server.wait_for(to=TO, timeout=5)
+    # The server has the message before the client has read its reply: wait until the delivery is
+    # over, so the connection is dropped while idle and not in the middle of the first transaction.
+    for _ in range(250):
+        if "delivered" in caplog_mail.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "delivered" in caplog_mail.text
     session = outbox.client._client
     assert session is not None and session.sock is not None
     session.sock.shutdown(socket.SHUT_RDWR)  # the network drops the idle connection
