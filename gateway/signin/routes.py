@@ -308,8 +308,8 @@ async def _send(
     if changed:
         await transaction.save(rt.store, signin, ttl)
     # The passcode page answers the POST itself rather than a redirect to ``GET .../passcode``: one
-    # request fewer per sign-in. A reload posts the form again, which shows the page again without
-    # sending another mail (``submit_email``, ``resend``'s resend interval).
+    # request fewer per sign-in (ADR 0014). A reload of the email POST shows the page again without
+    # another mail (``submit_email``); a reload of a resend is another resend, within its limits.
     return _passcode_page(rt, request, signin, notice=Message("signin.passcode.resent") if resent else None)
 
 
