@@ -193,7 +193,7 @@ def _invite(load: SettingsLoader, args: argparse.Namespace, parser: argparse.Arg
     from gateway.mail.outbox import open_outbox
 
     try:
-        outbox = open_outbox(settings.mail)
+        outbox = open_outbox(settings.mail, in_process=True)
     except ValueError as exc:
         return _fail(str(exc))  # names its key: mail.smtp or mail.from
     failures = _MailFailures()

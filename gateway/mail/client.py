@@ -15,7 +15,8 @@ The TLS context (``starttls: true`` or ``ssl: true``: the system's CA bundle, ce
 host name checked) is created once per client, as loading the CA bundle costs ~25 ms, and the
 EHLO name is looked up once per client rather than once per connection.
 
-Everything here blocks; ``outbox.SmtpOutbox`` runs it on one worker thread, one call at a time.
+Everything here blocks; the relay process (``relay_process``) or ``outbox.SmtpOutbox``'s thread runs
+it, one call at a time.
 Nothing here logs, so settings (and the password) never reach a log.
 """
 
@@ -26,8 +27,7 @@ import socket
 import ssl
 import time
 
-from gateway.mail.smtp import PLAIN_ADDRESS, Envelope, check_transport
-from gateway.settings.models import Smtp
+from gateway.mail.smtp import PLAIN_ADDRESS, Envelope, Transport, check_transport
 
 
 def _mail(client: smtplib.SMTP, sender: str) -> tuple[int, bytes]:
@@ -72,7 +72,7 @@ class SmtpClient:
 
     def __init__(
         self,
-        smtp: Smtp,
+        smtp: Transport,
         *,
         idle_seconds: float = IDLE_SECONDS,
         max_messages: int = MAX_MESSAGES,

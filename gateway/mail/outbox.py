@@ -3,17 +3,18 @@
 - ``ConsoleOutbox`` (``mail.console: true``): the dev outbox. Each message goes to the
   ``gateway.mail`` log and is printed as a framed block on stderr, so whoever runs the
   gateway locally sees the passcode in the terminal.
-- ``SmtpOutbox`` (``mail.smtp:``): ``send`` puts the message on a bounded in-memory
-  queue and returns; one background thread composes each message and delivers it with
-  smtplib over one SMTP session kept open between messages (``client.SmtpClient``: closed
-  after ``idle_seconds`` without mail, replaced when the server dropped it), retrying
-  temporary failures (3 attempts in all, waiting on the thread) and logging what it
-  delivered and what it could not. The event loop only hands each message over (one
-  ``SimpleQueue.put``): no task, future or wake-up of the loop per message.
-  Nothing is ever raised into request handling. Mail still queued when the process
-  stops is lost after a bounded drain, which suits codes that expire in minutes.
+- ``SmtpOutbox`` (``mail.smtp:`` in the CLI; the gateway serves with ``relay.RelayOutbox``,
+  ADR 0015): ``send`` puts the message on a bounded in-memory queue and returns; one
+  background thread composes each message and delivers it with smtplib over one SMTP session
+  kept open between messages (``client.SmtpClient``: closed after ``idle_seconds`` without
+  mail, replaced when the server dropped it), retrying temporary failures (3 attempts in all,
+  waiting on the thread) and logging what it delivered and what it could not
+  (``delivery.deliver``). The event loop only hands each message over (one
+  ``SimpleQueue.put``): no task, future or wake-up of the loop per message. Nothing is ever
+  raised into request handling. Mail still queued when the process stops is lost after a
+  bounded drain, which suits codes that expire in minutes.
 
-``open_outbox(settings.mail)`` picks one.
+``open_outbox(settings.mail)`` picks one: console, else the relay (the thread with ``in_process``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
-from gateway.mail.smtp import Composer, Envelope, check_transport, is_permanent, mask_address
-from gateway.observability.logs import log
+from gateway.mail.delivery import deliver
+from gateway.mail.smtp import Composer, check_transport, mask_address
 from gateway.settings.models import Mail, Smtp
 from idp_connectors.base import MailMessage
 
@@ -203,51 +204,17 @@ class SmtpOutbox:
                 logger.exception("mail to %s not delivered", mask_address(item.to))
 
     def _deliver(self, message: MailMessage, abandon: threading.Event) -> None:
-        to = mask_address(message.to)
-        try:
-            envelope: Envelope = self._composer.compose(message)
-        except ValueError as exc:
-            logger.error("mail to %s not delivered: cannot build it: %s", to, exc)
-            return
-        attempts = len(self._retry_delays) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                self._client.send(envelope)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                if is_permanent(exc) or attempt == attempts:
-                    logger.error(
-                        "mail to %s not delivered after %d attempt(s): %s",
-                        to,
-                        attempt,
-                        reason,
-                        extra={"mail_to": to, "message_id": envelope.message_id},
-                    )
-                    return
-                delay = self._retry_delays[attempt - 1]
-                logger.warning(
-                    "mail to %s: attempt %d of %d failed (%s); retrying in %.1fs",
-                    to,
-                    attempt,
-                    attempts,
-                    reason,
-                    delay,
-                )
-                if abandon.wait(delay):  # stopped meanwhile: the message is given up
-                    return
-            else:
-                log(
-                    logger,
-                    logging.INFO,
-                    "mail to %s delivered",
-                    to,
-                    extra={"mail_to": to, "message_id": envelope.message_id, "attempts": attempt},
-                )
-                return
+        deliver(message, self._composer, self._client, self._retry_delays, abandon.wait)
 
 
-def open_outbox(settings: Mail) -> Outbox:
-    """The outbox ``mail:`` asks for: console when ``console: true``, else SMTP."""
+def open_outbox(settings: Mail, *, in_process: bool = False) -> Outbox:
+    """The outbox ``mail:`` asks for: console when ``console: true``, else SMTP through a relay
+    process (``relay.RelayOutbox``), or from a thread of this process when ``in_process`` (the
+    CLI, which sends one message and wants its outcome in its own log)."""
     if settings.console:
         return ConsoleOutbox(settings)
-    return SmtpOutbox(settings)
+    if in_process:
+        return SmtpOutbox(settings)
+    from gateway.mail.relay import RelayOutbox
+
+    return RelayOutbox(settings)

@@ -25,11 +25,10 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
-from email import policy
 from email.utils import formatdate, parseaddr
+from typing import Protocol
 
-from gateway.settings.models import Smtp, is_loopback_host
-from idp_connectors.base import MailMessage
+from idp_connectors.urls import is_loopback_host
 
 MAX_PLAIN_HEADER = 78  # RFC 5322 2.1.1: longer lines are folded
 MAX_7BIT_LINE = 998
@@ -39,9 +38,45 @@ PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0
 """A dot-atom addr-spec: ``email.utils.parseaddr`` and ``smtplib.quoteaddr`` take it as it is."""
 
 
-def check_transport(smtp: Smtp) -> None:
+class Transport(Protocol):
+    """What an SMTP session needs from ``mail.smtp`` (``settings.models.Smtp`` has it; so has the
+    mail relay's copy, which spares the relay process pydantic and the settings models)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def starttls(self) -> bool: ...
+    @property
+    def ssl(self) -> bool: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+
+
+class Outgoing(Protocol):
+    """What a message to compose has (``idp_connectors.base.MailMessage`` and the relay's copy)."""
+
+    @property
+    def to(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
+    @property
+    def reply_to(self) -> str | None: ...
+
+
+def check_transport(smtp: Transport) -> None:
     """Fail closed: never send SMTP credentials in clear text to another machine."""
-    if smtp.username is not None and not (smtp.ssl or smtp.starttls) and not is_loopback_host(smtp.host):
+    encrypted = smtp.ssl or smtp.starttls
+    if smtp.username is not None and not encrypted and not is_loopback_host(smtp.host.strip("[]")):
         raise ValueError(
             f"mail.smtp: refusing to send the SMTP password unencrypted to {smtp.host}; "
             "set `starttls: true` or `ssl: true`"
@@ -64,6 +99,8 @@ def _header(name: str, value: str) -> str:
         raise ValueError(f"header {name!r} contains a line break")
     if value.isascii() and len(name) + 2 + len(value) <= MAX_PLAIN_HEADER:
         return f"{name}: {value}{CRLF}"
+    from email import policy  # only for headers that need folding or encoding: a relay seldom does
+
     return str(policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP))
 
 
@@ -110,7 +147,7 @@ class Composer:
             self._date = (second, _header("Date", formatdate(second, usegmt=True)))
         return self._date[1]
 
-    def compose(self, message: MailMessage, *, now: float | None = None) -> Envelope:
+    def compose(self, message: Outgoing, *, now: float | None = None) -> Envelope:
         """The message as sent. ``ValueError`` for a header with a line break (header
         injection) or a recipient that is not a plain ASCII address."""
         recipient = _address("To", message.to)
@@ -158,4 +195,4 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-__all__ = ["Composer", "Envelope", "check_transport", "is_permanent", "mask_address"]
+__all__ = ["Composer", "Envelope", "Outgoing", "Transport", "check_transport", "is_permanent", "mask_address"]

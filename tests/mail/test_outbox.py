@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from gateway.mail.outbox import ConsoleOutbox, SmtpOutbox, open_outbox
+from gateway.mail.relay import RelayOutbox
 from gateway.mail.smtp import Composer, is_permanent, mask_address
 from gateway.settings.models import Mail
 from idp_connectors.base import MailBranding, MailMessage
@@ -38,11 +39,30 @@ def passcode_mail(code: str = "04812345", to: str = TO) -> MailMessage:
     return passcode_message(to=to, code=code, tenant_name="Contoso", validity_seconds=1800)
 
 
-OutboxFactory = Callable[..., SmtpOutbox]
+OutboxFactory = Callable[..., SmtpOutbox | RelayOutbox]
+ThreadOutboxFactory = Callable[..., SmtpOutbox]
+
+
+@pytest.fixture(params=["thread", "relay"])
+async def make_outbox(request: pytest.FixtureRequest) -> AsyncIterator[OutboxFactory]:
+    """Each SMTP outbox: the relay process the gateway serves with, the thread the CLI uses."""
+    kind: type[SmtpOutbox | RelayOutbox] = SmtpOutbox if request.param == "thread" else RelayOutbox
+    started: list[SmtpOutbox | RelayOutbox] = []
+
+    def make(settings: Mail, **kw: Any) -> SmtpOutbox | RelayOutbox:
+        kw.setdefault("retry_delays", FAST)
+        outbox = kind(settings, **kw)
+        started.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in started:
+        await outbox.stop()
 
 
 @pytest.fixture
-async def make_outbox() -> AsyncIterator[OutboxFactory]:
+async def make_thread_outbox() -> AsyncIterator[ThreadOutboxFactory]:
+    """The thread outbox, for tests that look at its SMTP session from the inside."""
     started: list[SmtpOutbox] = []
 
     def make(settings: Mail, **kw: Any) -> SmtpOutbox:
@@ -108,7 +128,7 @@ async def test_a_temporary_refusal_is_retried(
     assert extract_passcode(message) == "11112222"
     await outbox.stop()
     assert smtp_server.data_commands == 2
-    assert outbox.client.connections == 1  # a refusal resets the transaction, not the session
+    assert smtp_server.sessions == 1  # a refusal resets the transaction, not the session
     assert "attempt 1 of 3 failed" in caplog_mail.text
     assert "mail to g***@fabrikam.example delivered" in caplog_mail.text
 
@@ -166,10 +186,10 @@ async def test_stop_drains_the_queue(smtp_server: SmtpServer, make_outbox: Outbo
 
 
 async def test_stop_waits_only_a_bounded_time(
-    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+    smtp_server: SmtpServer, make_thread_outbox: ThreadOutboxFactory, caplog_mail: pytest.LogCaptureFixture
 ) -> None:
     smtp_server.delay_seconds = 0.6
-    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port), drain_timeout=0.1)
+    outbox = make_thread_outbox(mail_settings(smtp_server.host, smtp_server.port), drain_timeout=0.1)
     await outbox.start()
     outbox.send(passcode_mail())
     outbox.send(passcode_mail())
@@ -331,7 +351,7 @@ async def test_one_smtp_session_carries_many_messages(
         outbox.send(passcode_mail(f"{i:08d}", to=f"guest{i}@fabrikam.example"))
         await smtp_server.wait_for(to=f"guest{i}@fabrikam.example", timeout=5)
     assert smtp_server.data_commands == 3
-    assert outbox.client.connections == 1
+    assert smtp_server.sessions == 1
     assert [r.rcpt_tos for r in smtp_server.received] == [(f"guest{i}@fabrikam.example",) for i in range(3)]
 
 
@@ -347,15 +367,15 @@ async def test_a_session_the_server_dropped_is_replaced_without_a_failed_attempt
         outbox.send(passcode_mail("22222222"))
         assert extract_passcode(await server.wait_for(to=TO, timeout=5)) == "22222222"
         assert server.data_commands == 2
-        assert outbox.client.connections == 2
+        assert server.sessions == 2
         await outbox.stop()
     assert "failed" not in caplog_mail.text
 
 
 async def test_a_session_lost_without_a_word_is_replaced_without_a_failed_attempt(
-    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+    smtp_server: SmtpServer, make_thread_outbox: ThreadOutboxFactory, caplog_mail: pytest.LogCaptureFixture
 ) -> None:
-    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port))
+    outbox = make_thread_outbox(mail_settings(smtp_server.host, smtp_server.port))
     await outbox.start()
     outbox.send(passcode_mail("11111111"))
     await smtp_server.wait_for(to=TO, timeout=5)
@@ -376,8 +396,10 @@ async def test_a_session_lost_without_a_word_is_replaced_without_a_failed_attemp
     assert "failed" not in caplog_mail.text
 
 
-async def test_an_idle_session_is_closed(smtp_server: SmtpServer, make_outbox: OutboxFactory) -> None:
-    outbox = make_outbox(mail_settings(smtp_server.host, smtp_server.port), idle_seconds=0.1)
+async def test_an_idle_session_is_closed(
+    smtp_server: SmtpServer, make_thread_outbox: ThreadOutboxFactory
+) -> None:
+    outbox = make_thread_outbox(mail_settings(smtp_server.host, smtp_server.port), idle_seconds=0.1)
     await outbox.start()
     outbox.send(passcode_mail())
     await smtp_server.wait_for(to=TO, timeout=5)
@@ -431,8 +453,9 @@ async def test_console_outbox_prints_and_logs_the_code(
     assert caplog_mail.records[0].name == "gateway.mail"
 
 
-def test_open_outbox_picks_smtp() -> None:
-    assert isinstance(open_outbox(mail_settings("127.0.0.1", 2525)), SmtpOutbox)
+def test_open_outbox_picks_the_relay_and_the_thread_in_process() -> None:
+    assert isinstance(open_outbox(mail_settings("127.0.0.1", 2525)), RelayOutbox)
+    assert isinstance(open_outbox(mail_settings("127.0.0.1", 2525), in_process=True), SmtpOutbox)
 
 
 async def test_send_before_start_is_delivered_once_started(
@@ -447,10 +470,10 @@ async def test_send_before_start_is_delivered_once_started(
 
 
 async def test_stop_during_a_retry_wait_gives_the_message_up_at_once(
-    smtp_server: SmtpServer, make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+    smtp_server: SmtpServer, make_thread_outbox: ThreadOutboxFactory, caplog_mail: pytest.LogCaptureFixture
 ) -> None:
     smtp_server.refuse_next(1)
-    outbox = make_outbox(
+    outbox = make_thread_outbox(
         mail_settings(smtp_server.host, smtp_server.port), retry_delays=(30.0, 30.0), drain_timeout=0.2
     )
     await outbox.start()

@@ -52,11 +52,13 @@ class RecordingHandler:
         self.received: list[Received] = []
         self.pending_refusals: list[str] = []
         self.data_commands = 0
+        self.data_peers: set[tuple[str, int]] = set()  # the client ends of the sessions that sent DATA
         self.delay_seconds = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.data_commands += 1
+            self.data_peers.add(tuple(session.peer[:2]))
             refusal = self.pending_refusals.pop(0) if self.pending_refusals else None
             delay = self.delay_seconds
         if delay:
@@ -101,6 +103,12 @@ class SmtpServer:
             return self.handler.data_commands
 
     @property
+    def sessions(self) -> int:
+        """How many SMTP sessions (client connections) sent DATA commands."""
+        with self.handler.lock:
+            return len(self.handler.data_peers)
+
+    @property
     def delay_seconds(self) -> float:
         return self.handler.delay_seconds
 
@@ -119,6 +127,7 @@ class SmtpServer:
             self.handler.received.clear()
             self.handler.pending_refusals.clear()
             self.handler.data_commands = 0
+            self.handler.data_peers.clear()
             self.handler.delay_seconds = 0.0
 
     async def wait_for(

@@ -1,0 +1,71 @@
+"""One message's delivery: compose it, try it up to ``len(retry_delays) + 1`` times, log what happened.
+
+Shared by the two places that deliver mail: the relay process (``relay_process``), which serves
+the gateway, and ``outbox.SmtpOutbox``'s thread, which the CLI uses. It logs on ``gateway.mail``
+(masked addresses, never settings), so the same records come out of both; the relay process hands
+its records to the gateway, which logs them as its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from gateway.mail.client import SmtpClient
+from gateway.mail.smtp import Composer, Envelope, Outgoing, is_permanent, mask_address
+from gateway.observability.logs import log
+
+logger = logging.getLogger("gateway.mail")
+
+
+def deliver(
+    message: Outgoing,
+    composer: Composer,
+    client: SmtpClient,
+    retry_delays: Sequence[float],
+    wait: Callable[[float], bool],
+) -> bool:
+    """Deliver ``message``; ``wait(seconds)`` sleeps between attempts and returns True when the
+    delivery should be given up (the outbox is stopping). True when the server took the message."""
+    to = mask_address(message.to)
+    try:
+        envelope: Envelope = composer.compose(message)
+    except ValueError as exc:
+        logger.error("mail to %s not delivered: cannot build it: %s", to, exc)
+        return False
+    attempts = len(retry_delays) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            client.send(envelope)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if is_permanent(exc) or attempt == attempts:
+                logger.error(
+                    "mail to %s not delivered after %d attempt(s): %s",
+                    to,
+                    attempt,
+                    reason,
+                    extra={"mail_to": to, "message_id": envelope.message_id},
+                )
+                return False
+            delay = retry_delays[attempt - 1]
+            logger.warning(
+                "mail to %s: attempt %d of %d failed (%s); retrying in %.1fs",
+                to,
+                attempt,
+                attempts,
+                reason,
+                delay,
+            )
+            if wait(delay):  # stopped meanwhile: the message is given up
+                return False
+        else:
+            log(
+                logger,
+                logging.INFO,
+                "mail to %s delivered",
+                to,
+                extra={"mail_to": to, "message_id": envelope.message_id, "attempts": attempt},
+            )
+            return True
+    return False  # pragma: no cover - the loop returns on its last attempt
