@@ -13,8 +13,9 @@ busy gateway; the relay takes ~0.3 ms, and the loop thread stops being preempted
   or a test that sends no mail starts no process. Its settings, password included, go down the
   pipe, never on a command line.
 - Mail sent before ``start`` or while the relay starts waits in a list and goes first.
-- A relay that exits unasked is logged with how many messages it had not settled, and the next
-  message starts another (at most one start a second).
+- A relay that exits unasked is logged with how many of its messages it had not reported on
+  (lost, or delivered just before), and the next message starts another (at most one start a
+  second).
 - What the pipe holds is bounded (``max_buffered`` bytes waiting in the loop's buffer, beyond
   the kernel's pipe): past it, mail is dropped and logged, as a full queue was.
 - ``stop`` ends the relay's input and waits, at most ``drain_timeout``, for it to deliver what
@@ -200,7 +201,7 @@ class RelayOutbox:
             lost = self.written - self.settled
             self.settled = self.written
             logger.error(
-                "the mail relay exited with code %s; %d messages it had were not delivered", code, lost
+                "the mail relay exited with code %s; the outcome of %d messages it had is unknown", code, lost
             )
             if self._pending and self._running and self._starting is None:
                 self._starting = asyncio.get_running_loop().create_task(self._start_relay())

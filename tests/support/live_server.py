@@ -210,7 +210,8 @@ class LiveServer:
         return process_tree(self.process.pid)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds used so far by the server and its workers."""
+        """User + system CPU seconds used so far by the server, its workers and their mail relays
+        (the process tree as it is now: a relay started since the last reading counts)."""
         return tree_cpu_seconds(self.process.pid)
 
 
