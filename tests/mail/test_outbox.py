@@ -9,7 +9,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -24,62 +24,11 @@ from gateway.mail.smtp import Composer, is_permanent, mask_address
 from gateway.settings.models import Mail
 from idp_connectors.base import MailBranding, MailMessage
 from idp_connectors.email_otp.messages import ENGLISH, passcode_message
+from tests.mail.common import FROM, TO, mail_settings, passcode_mail
 from tests.support.smtp_server import SmtpServer, extract_passcode, start_smtp_server
-
-FROM = "Contoso <no-reply@contoso.example>"
-TO = "guest@fabrikam.example"
-FAST = (0.05, 0.05)
-
-
-def mail_settings(host: str, port: int, **smtp: Any) -> Mail:
-    return Mail.model_validate({"from": FROM, "smtp": {"host": host, "port": port, **smtp}})
-
-
-def passcode_mail(code: str = "04812345", to: str = TO) -> MailMessage:
-    return passcode_message(to=to, code=code, tenant_name="Contoso", validity_seconds=1800)
-
 
 OutboxFactory = Callable[..., SmtpOutbox | RelayOutbox]
 ThreadOutboxFactory = Callable[..., SmtpOutbox]
-
-
-@pytest.fixture(params=["thread", "relay"])
-async def make_outbox(request: pytest.FixtureRequest) -> AsyncIterator[OutboxFactory]:
-    """Each SMTP outbox: the relay process the gateway serves with, the thread the CLI uses."""
-    kind: type[SmtpOutbox | RelayOutbox] = SmtpOutbox if request.param == "thread" else RelayOutbox
-    started: list[SmtpOutbox | RelayOutbox] = []
-
-    def make(settings: Mail, **kw: Any) -> SmtpOutbox | RelayOutbox:
-        kw.setdefault("retry_delays", FAST)
-        outbox = kind(settings, **kw)
-        started.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in started:
-        await outbox.stop()
-
-
-@pytest.fixture
-async def make_thread_outbox() -> AsyncIterator[ThreadOutboxFactory]:
-    """The thread outbox, for tests that look at its SMTP session from the inside."""
-    started: list[SmtpOutbox] = []
-
-    def make(settings: Mail, **kw: Any) -> SmtpOutbox:
-        kw.setdefault("retry_delays", FAST)
-        outbox = SmtpOutbox(settings, **kw)
-        started.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in started:
-        await outbox.stop()
-
-
-@pytest.fixture
-def caplog_mail(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="gateway.mail")
-    return caplog
 
 
 async def test_delivers_through_a_real_smtp_server(

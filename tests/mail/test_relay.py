@@ -7,8 +7,9 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +18,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from gateway.mail import relay
 from gateway.mail.relay import RelayOutbox
-from gateway.settings.models import Mail
-from idp_connectors.base import MailMessage
-from idp_connectors.email_otp.messages import passcode_message
+from tests.mail.common import TO, mail_settings, passcode_mail
 from tests.support.smtp_server import SmtpServer, extract_passcode, start_smtp_server
 
-FROM = "Contoso <no-reply@contoso.example>"
-TO = "guest@fabrikam.example"
 PASSWORD = "correct horse battery staple"
-
-
-def mail_settings(host: str, port: int, **smtp: Any) -> Mail:
-    return Mail.model_validate({"from": FROM, "smtp": {"host": host, "port": port, **smtp}})
-
-
-def passcode_mail(code: str = "04812345", to: str = TO) -> MailMessage:
-    return passcode_message(to=to, code=code, tenant_name="Contoso", validity_seconds=1800)
-
-
-@pytest.fixture
-async def make_relay() -> AsyncIterator[Callable[..., RelayOutbox]]:
-    made: list[RelayOutbox] = []
-
-    def make(settings: Mail, **kw: Any) -> RelayOutbox:
-        kw.setdefault("retry_delays", (0.05, 0.05))
-        outbox = RelayOutbox(settings, **kw)
-        made.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in made:
-        await outbox.stop()
-
-
-@pytest.fixture
-def caplog_mail(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="gateway.mail")
-    return caplog
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:  # noqa: ASYNC109
@@ -249,7 +217,7 @@ async def test_a_relay_that_cannot_start_keeps_the_mail_for_the_next_try(
     caplog_mail: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(relay, "RESTART_SECONDS", 0.1)
-    monkeypatch.setattr(relay.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     outbox = make_relay(mail_settings(smtp_server.host, smtp_server.port))
     await outbox.start()
     outbox.send(passcode_mail("11111111"))
