@@ -5,9 +5,10 @@
 ``replicas`` ``gateway serve`` processes (one worker each; the second with the first one's
 configuration on its own port, both on the same store), each under
 ``valgrind --tool=callgrind`` with its own output file and instrumentation off (start-up is
-neither counted nor slowed much), switches instrumentation on in each once all are ready, drives
-``plan`` through them and stops them; it returns each process's instruction total and the seconds
-from that switch to its exit (``RunTotals``).
+neither counted nor slowed much), switches instrumentation on in each once all are ready, and in
+each process they start (a worker's mail relay, ``--trace-children=yes``) as soon as it appears,
+drives ``plan`` through them and stops them; it returns each replica's instruction total (its
+process and its relay) and the seconds from that switch to its exit (``RunTotals``).
 
 The workload (``drive``): ``plan.signins`` complete passcode sign-ins (a new guest each,
 ``offline_access``, so each yields a refresh token for the pool), then ``plan.tokens``
@@ -18,7 +19,7 @@ replicas, consecutive requests of one sign-in go to alternate replicas. Addresse
 every run (``guest-00001@...``), so runs from the same store state do the same work.
 
 With ``keep``, every callgrind output file is copied there, named
-``<run name>-<replica index>.callgrind``, for ``callgrind_annotate``.
+``<run name>-<replica index>.<pid>.callgrind``, for ``callgrind_annotate``.
 
 ``Runner.prepare`` makes the store state every run starts from: one native (not under callgrind)
 start and stop of the gateway, which creates the schema, the signing keys and the pairwise salt
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +86,14 @@ def restore(url: str, saved: Snapshot) -> None:
             client.restore(key, ttl, value)
 
 
-def _wrapper(folder: Path, output: Path) -> str:
-    """An executable that runs the venv's Python under callgrind, writing to ``output``; it starts
-    with instrumentation off (``instrument`` turns it on), so start-up runs several times faster."""
-    script = folder / f"python-{output.stem}"
+def _wrapper(folder: Path, stem: str) -> str:
+    """An executable that runs the venv's Python under callgrind, its children too (the worker's mail
+    relay), each writing ``<stem>.<pid>.callgrind``; they start with instrumentation off
+    (``instrument`` turns it on), so start-up runs several times faster."""
+    script = folder / f"python-{stem}"
     script.write_text(
-        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
-        f'--callgrind-out-file={output} {sys.executable} "$@"\n'
+        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no --trace-children=yes "
+        f'--callgrind-out-file={folder / stem}.%p.callgrind {sys.executable} "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
@@ -105,6 +107,22 @@ def instrument(pid: int) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"vgdb could not turn instrumentation on in process {pid}: {done.stderr.strip()}")
+
+
+async def instrument_children(servers: Sequence[LiveServer], done: set[int]) -> None:
+    """Turn instrumentation on in every process the servers start (a worker's mail relay starts with
+    its first message), as soon as it appears; until cancelled. A process still starting, which
+    ``vgdb`` cannot reach yet, is tried again on the next round."""
+    while True:
+        for server in servers:
+            for pid in server.pids()[1:]:
+                if pid not in done:
+                    try:
+                        await asyncio.to_thread(instrument, pid)
+                    except (RuntimeError, subprocess.TimeoutExpired):
+                        continue
+                    done.add(pid)
+        await asyncio.sleep(0.2)
 
 
 @contextmanager
@@ -191,7 +209,7 @@ class Runner:
         """One run of ``plan`` through ``replicas`` gateway processes under callgrind."""
         if replicas > 1 and self.redis_url is None:
             raise ValueError("several replicas need a shared store: use Redis")
-        outputs = [self.base / f"{name}-{index}.callgrind" for index in range(replicas)]
+        stems = [f"{name}-{index}" for index in range(replicas)]
         starts, ends = [0.0] * replicas, [0.0] * replicas
         smtp = (self.sink.host, self.sink.port)
 
@@ -200,7 +218,7 @@ class Runner:
 
         with ExitStack() as stack:
             servers: list[LiveServer] = []
-            for index, output in enumerate(outputs):
+            for index, stem in enumerate(stems):
                 workdir = self.base / name / f"replica-{index}"
                 if index == 0:
                     self._restore(workdir)
@@ -208,18 +226,24 @@ class Runner:
                 else:  # the first one's configuration (issuer, redirect URIs, secret, store), its own port
                     overrides = YAML(typ="safe", pure=True).load(servers[0].config_path.read_text())
                 stack.callback(ended, index)  # registered before its server: runs after that server stopped
-                with _python(_wrapper(self.base, output)):
+                with _python(_wrapper(self.base, stem)):
                     servers.append(stack.enter_context(
                         live_server(workdir, smtp=smtp, overrides=overrides, timeout=START_TIMEOUT)
                     ))  # fmt: skip
+            instrumented = {server.process.pid for server in servers}
             for index, server in enumerate(servers):  # every one started: count from here on
                 instrument(server.process.pid)
                 starts[index] = time.monotonic()
-            await drive(plan, [server.base_url for server in servers], servers[0].base_url, self.sink)
-            await asyncio.sleep(1.0)  # let the last mail go before the servers stop
-        totals = tuple(callgrind_total(output.read_text(), output.name) for output in outputs)
+            children = asyncio.create_task(instrument_children(servers, instrumented))
+            try:
+                await drive(plan, [server.base_url for server in servers], servers[0].base_url, self.sink)
+                await asyncio.sleep(1.0)  # let the last mail go before the servers stop
+            finally:
+                children.cancel()
+        outputs = [sorted(self.base.glob(f"{stem}.*.callgrind")) for stem in stems]  # process + relay
+        totals = tuple(sum(callgrind_total(o.read_text(), o.name) for o in files) for files in outputs)
         if self.keep is not None:  # for callgrind_annotate: where the instructions went
             self.keep.mkdir(parents=True, exist_ok=True)
-            for output in outputs:
+            for output in (o for files in outputs for o in files):
                 shutil.copy2(output, self.keep / output.name)
         return RunTotals(totals, tuple(end - start for start, end in zip(starts, ends, strict=True)))
