@@ -6,7 +6,8 @@
 configuration on its own port, both on the same store), each under
 ``valgrind --tool=callgrind`` with its own output file and instrumentation off (start-up is
 neither counted nor slowed much), switches instrumentation on in each once all are ready, and in
-each process they start (a worker's mail relay, ``--trace-children=yes``) as soon as it appears,
+each process they start (a worker's mail relay, ``--trace-children=yes``) once it has connected to
+the SMTP sink (its start-up over; one message, or two, delivered uncounted in every run alike),
 drives ``plan`` through them and stops them; it returns each replica's instruction total (its
 process and its relay) and the seconds from that switch to its exit (``RunTotals``).
 
@@ -29,6 +30,7 @@ start and stop of the gateway, which creates the schema, the signing keys and th
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import stat
 import subprocess
@@ -109,20 +111,39 @@ def instrument(pid: int) -> None:
         raise RuntimeError(f"vgdb could not turn instrumentation on in process {pid}: {done.stderr.strip()}")
 
 
-async def instrument_children(servers: Sequence[LiveServer], done: set[int]) -> None:
-    """Turn instrumentation on in every process the servers start (a worker's mail relay starts with
-    its first message), as soon as it appears; until cancelled. A process still starting, which
-    ``vgdb`` cannot reach yet, is tried again on the next round."""
+def _sockets_to(port: int) -> set[str]:
+    """The inodes of this machine's TCP connections to local port ``port`` (``/proc/net/tcp``)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port:  # rem_address is ADDR:PORT in hex
+            found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def _has_connected(pid: int, sockets: set[str]) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") in sockets for fd in os.listdir(f"/proc/{pid}/fd"))
+    except (FileNotFoundError, PermissionError):
+        return False
+
+
+async def instrument_children(servers: Sequence[LiveServer], smtp_port: int, done: set[int]) -> None:
+    """Turn instrumentation on in every process the servers start (a worker's mail relay) once it
+    has connected to the SMTP sink: its start-up is over (imports, which run for a time that varies
+    under valgrind, are not counted) and it delivers from then on; until cancelled."""
     while True:
         for server in servers:
-            for pid in server.pids()[1:]:
-                if pid not in done:
+            waiting = [pid for pid in server.pids()[1:] if pid not in done]
+            sockets = _sockets_to(smtp_port) if waiting else set()
+            for pid in waiting:
+                if _has_connected(pid, sockets):
                     try:
                         await asyncio.to_thread(instrument, pid)
                     except (RuntimeError, subprocess.TimeoutExpired):
-                        continue
+                        continue  # still starting under valgrind: the next round
                     done.add(pid)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)
 
 
 @contextmanager
@@ -216,7 +237,8 @@ class Runner:
         def ended(index: int) -> None:
             ends[index] = time.monotonic()
 
-        with ExitStack() as stack:
+        stack = ExitStack()
+        try:
             servers: list[LiveServer] = []
             for index, stem in enumerate(stems):
                 workdir = self.base / name / f"replica-{index}"
@@ -234,12 +256,14 @@ class Runner:
             for index, server in enumerate(servers):  # every one started: count from here on
                 instrument(server.process.pid)
                 starts[index] = time.monotonic()
-            children = asyncio.create_task(instrument_children(servers, instrumented))
+            children = asyncio.create_task(instrument_children(servers, self.sink.port, instrumented))
             try:
                 await drive(plan, [server.base_url for server in servers], servers[0].base_url, self.sink)
                 await asyncio.sleep(1.0)  # let the last mail go before the servers stop
             finally:
                 children.cancel()
+        finally:  # stopped off the loop, which serves the SMTP sink: each relay's QUIT is answered, so
+            await asyncio.to_thread(stack.close)  # it exits (and writes its callgrind file) at once
         outputs = [sorted(self.base.glob(f"{stem}.*.callgrind")) for stem in stems]  # process + relay
         totals = tuple(sum(callgrind_total(o.read_text(), o.name) for o in files) for files in outputs)
         if self.keep is not None:  # for callgrind_annotate: where the instructions went
