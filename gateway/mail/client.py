@@ -15,9 +15,8 @@ The TLS context (``starttls: true`` or ``ssl: true``: the system's CA bundle, ce
 host name checked) is created once per client, as loading the CA bundle costs ~25 ms, and the
 EHLO name is looked up once per client rather than once per connection.
 
-Everything here blocks; the relay process (``relay_process``) or ``outbox.SmtpOutbox``'s thread runs
-it, one call at a time.
-Nothing here logs, so settings (and the password) never reach a log.
+Everything here blocks; the relay process (``relay_process``) or ``outbox.SmtpOutbox``'s thread
+runs it, one call at a time. Nothing here logs, so settings (and the password) never reach a log.
 """
 
 from __future__ import annotations
