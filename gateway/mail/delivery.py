@@ -17,6 +17,11 @@ from gateway.observability.logs import log
 
 logger = logging.getLogger("gateway.mail")
 
+# What both outboxes read when one is built (tests shorten them here):
+RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
+DRAIN_TIMEOUT_SECONDS = 10.0  # how long stopping an outbox waits for its mail to go
+MAX_QUEUED = 1000  # messages an outbox holds for delivery; past that it drops and logs
+
 
 def deliver(
     message: Outgoing,

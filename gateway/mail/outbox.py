@@ -28,6 +28,7 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from gateway.mail import delivery
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
 from gateway.mail.delivery import deliver
 from gateway.mail.smtp import Composer, check_transport, mask_address
@@ -35,10 +36,6 @@ from gateway.settings.models import Mail, Smtp
 from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
-
-RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts (read when an outbox is built)
-DRAIN_TIMEOUT_SECONDS = 10.0
-MAX_QUEUED = 1000
 
 
 class Outbox(Protocol):
@@ -117,8 +114,8 @@ class SmtpOutbox:
         settings: Mail,
         *,
         retry_delays: Sequence[float] | None = None,
-        drain_timeout: float = DRAIN_TIMEOUT_SECONDS,
-        max_queued: int = MAX_QUEUED,
+        drain_timeout: float | None = None,
+        max_queued: int | None = None,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         if settings.smtp is None:
@@ -131,9 +128,9 @@ class SmtpOutbox:
         self._smtp: Smtp = settings.smtp
         self._client = SmtpClient(settings.smtp, idle_seconds=idle_seconds)
         self._idle_seconds = idle_seconds
-        self._retry_delays = tuple(RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays)
-        self._drain_timeout = drain_timeout
-        self._max_queued = max_queued
+        self._retry_delays = tuple(delivery.RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays)
+        self._drain_timeout = delivery.DRAIN_TIMEOUT_SECONDS if drain_timeout is None else drain_timeout
+        self._max_queued = delivery.MAX_QUEUED if max_queued is None else max_queued
         # What one thread delivers: set anew by each ``stop``, so a later ``start`` gets a thread
         # and a queue of its own while the old thread ends its attempt in flight and QUITs. Both
         # threads use ``_client``: only a ``stop`` that gave up waiting, then a ``start`` of the same

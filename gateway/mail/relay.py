@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from gateway.mail import delivery
 from gateway.mail.client import IDLE_SECONDS
 from gateway.mail.smtp import Composer, check_transport, mask_address
 from gateway.settings.models import Mail
@@ -43,9 +44,6 @@ from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
 
-RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
-DRAIN_TIMEOUT_SECONDS = 10.0
-MAX_PENDING = 1000  # messages waiting for the relay to start
 MAX_BUFFERED_BYTES = 4 << 20  # bytes waiting in the loop's buffer for the pipe to take them
 RESTART_SECONDS = 1.0  # at most one relay start a second
 READ_LIMIT = 1 << 20  # the longest record line the relay may write
@@ -60,7 +58,8 @@ class RelayOutbox:
         settings: Mail,
         *,
         retry_delays: Sequence[float] | None = None,
-        drain_timeout: float = DRAIN_TIMEOUT_SECONDS,
+        drain_timeout: float | None = None,
+        max_queued: int | None = None,
         max_buffered: int = MAX_BUFFERED_BYTES,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
@@ -77,11 +76,12 @@ class RelayOutbox:
             {
                 "from": settings.from_,
                 "smtp": smtp.model_dump(),
-                "retry_delays": list(RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays),
+                "retry_delays": list(delivery.RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays),
                 "idle_seconds": idle_seconds,
             }
         )
-        self._drain_timeout = drain_timeout
+        self._drain_timeout = delivery.DRAIN_TIMEOUT_SECONDS if drain_timeout is None else drain_timeout
+        self._max_pending = delivery.MAX_QUEUED if max_queued is None else max_queued  # before it starts
         self._max_buffered = max_buffered
         self._running = False
         self._pending: list[bytes] = []
@@ -116,9 +116,11 @@ class RelayOutbox:
             stdin.write(line)
             self.written += 1
             return
-        if len(self._pending) >= MAX_PENDING:
+        if len(self._pending) >= self._max_pending:
             logger.error(
-                "mail outbox full (%d waiting); dropped mail to %s", MAX_PENDING, mask_address(message.to)
+                "mail outbox full (%d waiting); dropped mail to %s",
+                self._max_pending,
+                mask_address(message.to),
             )
             return
         self._pending.append(line)

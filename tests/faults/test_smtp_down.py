@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.mail import outbox
+from gateway.mail import delivery
 from tests.admin.conftest import ApiFactory, api_with  # noqa: F401 (the fixture)
 from tests.admin.helpers import REDIRECT, bearer, body
 from tests.admin.test_redemption import consent, open_link, passcode_to_consent
@@ -36,7 +36,7 @@ REFUSAL = "421 4.3.2 Service not available, try again later"
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(outbox, "RETRY_DELAYS_SECONDS", (0.05, 0.1))
+    monkeypatch.setattr(delivery, "RETRY_DELAYS_SECONDS", (0.05, 0.1))
     yield
 
 

@@ -199,11 +199,8 @@ async def test_a_relay_that_does_not_keep_up_drops_mail_past_the_bound_and_logs(
     assert outbox.written == sent - 1
 
 
-async def test_mail_waiting_for_the_relay_to_start_is_bounded(
-    monkeypatch: pytest.MonkeyPatch, caplog_mail: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(relay, "MAX_PENDING", 2)
-    outbox = RelayOutbox(mail_settings("127.0.0.1", 25))
+async def test_mail_waiting_for_the_relay_to_start_is_bounded(caplog_mail: pytest.LogCaptureFixture) -> None:
+    outbox = RelayOutbox(mail_settings("127.0.0.1", 25), max_queued=2)
     for _ in range(3):
         outbox.send(passcode_mail())
     assert "mail outbox full (2 waiting); dropped mail to g***@fabrikam.example" in caplog_mail.text
