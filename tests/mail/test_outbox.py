@@ -206,12 +206,16 @@ async def test_a_rejected_login_is_logged_without_the_password(
     assert "wrong-Pa55word" not in repr(outbox)
 
 
-def test_refuses_to_send_credentials_in_clear_text_to_another_host() -> None:
+@pytest.mark.parametrize("kind", [SmtpOutbox, RelayOutbox], ids=["thread", "relay"])
+def test_refuses_to_send_credentials_in_clear_text_to_another_host(
+    kind: type[SmtpOutbox] | type[RelayOutbox],
+) -> None:
     with pytest.raises(ValueError, match="unencrypted"):
-        SmtpOutbox(mail_settings("smtp.contoso.example", 25, username="u", password="p"))
-    SmtpOutbox(mail_settings("smtp.contoso.example", 587, starttls=True, username="u", password="p"))
-    SmtpOutbox(mail_settings("smtp.contoso.example", 465, ssl=True, username="u", password="p"))
-    SmtpOutbox(mail_settings("127.0.0.1", 25, username="u", password="p"))
+        kind(mail_settings("smtp.contoso.example", 25, username="u", password="p"))
+    kind(mail_settings("smtp.contoso.example", 587, starttls=True, username="u", password="p"))
+    kind(mail_settings("smtp.contoso.example", 465, ssl=True, username="u", password="p"))
+    kind(mail_settings("127.0.0.1", 25, username="u", password="p"))
+    kind(mail_settings("[::1]", 25, username="u", password="p"))
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -286,9 +290,10 @@ def test_compose_refuses_header_injection_and_bad_recipients(message: MailMessag
         Composer(FROM).compose(message)
 
 
-def test_a_from_without_an_address_is_a_config_error() -> None:
+@pytest.mark.parametrize("kind", [SmtpOutbox, RelayOutbox], ids=["thread", "relay"])
+def test_a_from_without_an_address_is_a_config_error(kind: type[SmtpOutbox] | type[RelayOutbox]) -> None:
     with pytest.raises(ValueError, match=r"mail\.from"):
-        SmtpOutbox(Mail.model_validate({"from": "Contoso", "smtp": {"host": "127.0.0.1"}}))
+        kind(Mail.model_validate({"from": "Contoso", "smtp": {"host": "127.0.0.1"}}))
 
 
 async def test_one_smtp_session_carries_many_messages(
