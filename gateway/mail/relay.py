@@ -155,6 +155,8 @@ class RelayOutbox:
             await reader
 
     async def _start_relay(self) -> None:
+        """Start a relay and hand it the mail waiting; a ``stop`` meanwhile waits for this and then
+        ends that relay."""
         loop = asyncio.get_running_loop()
         try:
             await asyncio.sleep(max(0.0, self._last_start + RESTART_SECONDS - loop.time()))
@@ -169,18 +171,19 @@ class RelayOutbox:
             logger.exception(
                 "the mail relay did not start; %d messages wait for the next try", len(self._pending)
             )
-            self._starting = None
+            self._done_starting()
             return
         assert process.stdin is not None and process.stdout is not None
         pending, self._pending = self._pending, []
         process.stdin.write(self._settings + b"\n" + b"".join(pending))
         self.written += len(pending)
-        if not self._running:  # stopped while it started: ``stop`` is waiting for it
-            self._process = process
-            self._reader = loop.create_task(self._read(process))
-            return
-        self._process, self._starting = process, None
+        self._process = process
         self._reader = loop.create_task(self._read(process))
+        self._done_starting()
+
+    def _done_starting(self) -> None:
+        if self._starting is asyncio.current_task():  # ``stop`` forgets it first: then it is not ours
+            self._starting = None
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         """Log the relay's records until it exits; an exit nobody asked for is an error."""
