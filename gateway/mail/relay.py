@@ -12,14 +12,16 @@ busy gateway; the relay takes ~0.3 ms, and the loop thread stops being preempted
 - The relay starts with the first message (or at ``start`` when mail is waiting), so a gateway
   or a test that sends no mail starts no process. Its settings, password included, go down the
   pipe, never on a command line.
-- Mail sent before ``start`` or while the relay starts waits in a list and goes first.
+- Mail sent before ``start`` or while the relay starts waits in a list (at most ``max_queued``
+  messages) and goes first.
 - A relay that exits unasked is logged with how many of its messages it had not reported on
   (lost, or delivered just before), and the next message starts another (at most one start a
   second).
 - What the pipe holds is bounded (``max_buffered`` bytes waiting in the loop's buffer, beyond
   the kernel's pipe): past it, mail is dropped and logged, as a full queue was.
 - ``stop`` ends the relay's input and waits, at most ``drain_timeout``, for it to deliver what
-  it has and say ``QUIT``; then it is killed and what it had not settled is logged as lost.
+  it has and say ``QUIT``; then it is killed and what it had not reported on is logged as
+  undelivered. The retry delays, drain timeout and queue bound are ``delivery``'s.
   Passcodes expire in minutes, so mail is never kept on disk.
 """
 
