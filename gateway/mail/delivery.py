@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.mail.client import SmtpClient
-from gateway.mail.smtp import Composer, Envelope, Outgoing, is_permanent, mask_address
+from gateway.mail.smtp import Composer, Envelope, Outgoing, check_transport, is_permanent, mask_address
 from gateway.observability.logs import log
+
+if TYPE_CHECKING:  # the relay process reads no settings models
+    from gateway.settings.models import Mail, Smtp
 
 logger = logging.getLogger("gateway.mail")
 
@@ -21,6 +25,19 @@ logger = logging.getLogger("gateway.mail")
 RETRY_DELAYS_SECONDS = (1.0, 4.0)  # waits between the 3 attempts
 DRAIN_TIMEOUT_SECONDS = 10.0  # how long stopping an outbox waits for its mail to go
 MAX_QUEUED = 1000  # messages an outbox holds for delivery; past that it drops and logs
+
+
+def checked_smtp(settings: Mail) -> tuple[Smtp, Composer]:
+    """``mail:``'s SMTP transport and the composer of its ``From``, as an outbox is built from them;
+    ValueError naming the key for a transport or address that cannot be used."""
+    if settings.smtp is None:
+        raise ValueError("mail.smtp is not configured")
+    check_transport(settings.smtp)
+    try:
+        composer = Composer(settings.from_)
+    except ValueError as exc:
+        raise ValueError(f"mail.from: {exc}") from exc
+    return settings.smtp, composer
 
 
 def deliver(

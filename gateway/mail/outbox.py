@@ -31,8 +31,8 @@ from typing import Protocol
 from gateway.mail import delivery
 from gateway.mail.client import IDLE_SECONDS, SmtpClient
 from gateway.mail.delivery import deliver
-from gateway.mail.smtp import Composer, check_transport, mask_address
-from gateway.settings.models import Mail, Smtp
+from gateway.mail.smtp import mask_address
+from gateway.settings.models import Mail
 from idp_connectors.base import MailMessage
 
 logger = logging.getLogger("gateway.mail")
@@ -118,15 +118,8 @@ class SmtpOutbox:
         max_queued: int | None = None,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        if settings.smtp is None:
-            raise ValueError("mail.smtp is not configured")
-        check_transport(settings.smtp)
-        try:
-            self._composer = Composer(settings.from_)
-        except ValueError as exc:
-            raise ValueError(f"mail.from: {exc}") from exc
-        self._smtp: Smtp = settings.smtp
-        self._client = SmtpClient(settings.smtp, idle_seconds=idle_seconds)
+        self._smtp, self._composer = delivery.checked_smtp(settings)
+        self._client = SmtpClient(self._smtp, idle_seconds=idle_seconds)
         self._idle_seconds = idle_seconds
         self._retry_delays = tuple(delivery.RETRY_DELAYS_SECONDS if retry_delays is None else retry_delays)
         self._drain_timeout = delivery.DRAIN_TIMEOUT_SECONDS if drain_timeout is None else drain_timeout

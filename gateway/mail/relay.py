@@ -40,7 +40,7 @@ import orjson
 
 from gateway.mail import delivery
 from gateway.mail.client import IDLE_SECONDS
-from gateway.mail.smtp import Composer, check_transport, mask_address
+from gateway.mail.smtp import mask_address
 from gateway.settings.models import Mail
 from idp_connectors.base import MailMessage
 
@@ -65,14 +65,7 @@ class RelayOutbox:
         max_buffered: int = MAX_BUFFERED_BYTES,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
-        smtp = settings.smtp
-        if smtp is None:
-            raise ValueError("mail.smtp is not configured")
-        check_transport(smtp)
-        try:
-            Composer(settings.from_)
-        except ValueError as exc:
-            raise ValueError(f"mail.from: {exc}") from exc
+        smtp, _ = delivery.checked_smtp(settings)  # the relay composes; here only the checks
         self._smtp = smtp
         self._settings = orjson.dumps(
             {
