@@ -198,8 +198,7 @@ class RelayOutbox:
         code = await process.wait()
         if process is self._process:
             self._process = None
-            lost = self.written - self.settled
-            self.settled = self.written
+            lost, self.settled = max(self.written - self.settled, 0), self.written
             logger.error(
                 "the mail relay exited with code %s; the outcome of %d messages it had is unknown", code, lost
             )
@@ -207,26 +206,33 @@ class RelayOutbox:
                 self._starting = asyncio.get_running_loop().create_task(self._start_relay())
 
     def _handle(self, settled: dict[str, Any]) -> None:
-        """A message the relay is done with, and the records it logged for it."""
+        """A message the relay is done with, and the records it logged for it. A line of another
+        shape raises (KeyError, TypeError, ValueError) before anything is counted or logged."""
+        records = [
+            logger.makeRecord(
+                logger.name,
+                int(event["level"]),
+                "(relay)",
+                0,
+                str(event["msg"]),
+                tuple(event["args"]),
+                None,
+                None,
+                _extra(event["extra"]),
+            )
+            for event in settled["records"]
+        ]
         self.settled += 1
-        for event in settled["records"]:
-            level, extra = int(event["level"]), event["extra"]
-            if not isinstance(extra, dict):
-                raise TypeError("extra")
-            if logger.isEnabledFor(level):
-                record = logger.makeRecord(
-                    logger.name,
-                    level,
-                    "(relay)",
-                    0,
-                    str(event["msg"]),
-                    tuple(event["args"]),
-                    None,
-                    None,
-                    extra,
-                )
+        for record, event in zip(records, settled["records"], strict=True):
+            if logger.isEnabledFor(record.levelno):
                 record.exc_text = event.get("exc")  # the relay's traceback, as formatters print it
                 logger.handle(record)
+
+
+def _extra(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("a record's extra is not an object")
+    return value
 
 
 __all__ = ["RelayOutbox"]

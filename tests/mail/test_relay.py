@@ -225,3 +225,27 @@ async def test_a_relay_that_cannot_start_keeps_the_mail_for_the_next_try(
     outbox.send(passcode_mail("22222222"))
     first, second = await smtp_server.wait_for(timeout=10), await smtp_server.wait_for(timeout=10)
     assert [extract_passcode(first), extract_passcode(second)] == ["11111111", "22222222"]
+
+
+async def test_what_the_relay_writes_that_is_not_a_record_is_logged_and_skipped(
+    caplog_mail: pytest.LogCaptureFixture,
+) -> None:
+    record = (
+        '{"records": [{"level": 20, "msg": "mail to %s delivered", "args": ["g***@x.example"], "extra": {}}]}'
+    )
+    script = f"print('not json'); print('[1, 2]'); print({record!r})"
+    outbox = RelayOutbox(mail_settings("127.0.0.1", 25))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    outbox._process = process  # as if it were the relay the outbox started
+    await outbox._read(process)
+    errors = [r.getMessage() for r in caplog_mail.records if r.levelno == logging.ERROR]
+    assert errors[:2] == [
+        "the mail relay wrote a line that is not a record: b'not json\\n'",
+        "the mail relay wrote a line that is not a record: b'[1, 2]\\n'",
+    ]
+    delivered = [r for r in caplog_mail.records if "delivered" in r.getMessage()]
+    assert len(delivered) == 1  # the good line still counts, the bad ones count for nothing
+    assert errors[2] == "the mail relay exited with code 0; the outcome of 0 messages it had is unknown"
+    assert outbox.pid is None
