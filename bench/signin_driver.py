@@ -143,7 +143,8 @@ class CookieJar:
 
 
 class PasscodeSink:
-    """An SMTP server on this event loop that hands each passcode to whoever awaits its address."""
+    """An SMTP server on this event loop that hands each passcode to whoever awaits its address.
+    Like the mail servers a gateway relays through, it offers ``PIPELINING`` (RFC 2920)."""
 
     def __init__(self, length: int = 8) -> None:
         self._digits = re.compile(rb"(?<![0-9])[0-9]{%d}(?![0-9])" % length)
@@ -179,6 +180,12 @@ class PasscodeSink:
             return None
         found = self._digits.search(str(text.get_content()).encode())
         return found.group(0).decode() if found else None
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received += 1

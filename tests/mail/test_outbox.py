@@ -309,10 +309,11 @@ async def test_one_smtp_session_carries_many_messages(
     assert [r.rcpt_tos for r in smtp_server.received] == [(f"guest{i}@fabrikam.example",) for i in range(3)]
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
 async def test_a_session_the_server_dropped_is_replaced_without_a_failed_attempt(
-    make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture
+    make_outbox: OutboxFactory, caplog_mail: pytest.LogCaptureFixture, pipelining: bool
 ) -> None:
-    with start_smtp_server(timeout=0.2) as server:  # the server hangs up idle clients
+    with start_smtp_server(timeout=0.2, pipelining=pipelining) as server:  # hangs up idle clients
         outbox = make_outbox(mail_settings(server.host, server.port))
         await outbox.start()
         outbox.send(passcode_mail("11111111"))

@@ -6,12 +6,14 @@ Pytest plugin (listed in ``tests/conftest.py``). Fixtures:
   ``.messages`` (parsed ``EmailMessage`` objects, oldest first), ``.clear()``,
   ``await .wait_for(to=..., timeout=5)``, and fault injection for delivery tests:
   ``.refuse_next(count, reply)`` answers DATA with ``reply`` (``451 ...`` by default),
+  ``.refuse_next_recipient(reply)`` answers the next RCPT with ``reply``,
   ``.delay_seconds`` holds every DATA answer back.
 - an autouse reset that, only when the server is already running, clears messages and
   fault injection before and after each test, so tests never see each other's mail.
 
-``start_smtp_server(**controller_kwargs)`` starts a private server (e.g. one that wants
-AUTH); ``extract_passcode(message)`` pulls the digits out of a passcode email.
+The server offers ``PIPELINING`` (RFC 2920), as mail servers generally do;
+``start_smtp_server(pipelining=False, **controller_kwargs)`` starts a private one that does not
+(or one that wants AUTH, ...); ``extract_passcode(message)`` pulls the digits out of a passcode email.
 """
 
 from __future__ import annotations
@@ -47,13 +49,31 @@ class Received:
 class RecordingHandler:
     """aiosmtpd handler: parses each message with the ``email`` package and keeps it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.pending_refusals: list[str] = []
+        self.pending_recipient_refusals: list[str] = []
         self.data_commands = 0
         self.data_peers: set[tuple[str, int]] = set()  # the client ends of the sessions that sent DATA
         self.delay_seconds = 0.0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.lock:
+            refusal = self.pending_recipient_refusals.pop(0) if self.pending_recipient_refusals else None
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
@@ -121,11 +141,16 @@ class SmtpServer:
         with self.handler.lock:
             self.handler.pending_refusals.extend([reply] * count)
 
+    def refuse_next_recipient(self, reply: str = "550 5.1.1 No such user") -> None:
+        with self.handler.lock:
+            self.handler.pending_recipient_refusals.append(reply)
+
     def clear(self) -> None:
         """Forget received mail and any fault injection."""
         with self.handler.lock:
             self.handler.received.clear()
             self.handler.pending_refusals.clear()
+            self.handler.pending_recipient_refusals.clear()
             self.handler.data_commands = 0
             self.handler.data_peers.clear()
             self.handler.delay_seconds = 0.0
@@ -160,12 +185,12 @@ def _free_port(host: str) -> int:
 
 
 @contextmanager
-def start_smtp_server(**controller_kwargs: Any) -> Iterator[SmtpServer]:
+def start_smtp_server(*, pipelining: bool = True, **controller_kwargs: Any) -> Iterator[SmtpServer]:
     """A running aiosmtpd server on a free 127.0.0.1 port; stopped on exit."""
     host = "127.0.0.1"
     last_error: Exception | None = None
     for _ in range(5):
-        handler = RecordingHandler()
+        handler = RecordingHandler(pipelining=pipelining)
         controller = Controller(handler, hostname=host, port=_free_port(host), **controller_kwargs)
         try:
             controller.start()
