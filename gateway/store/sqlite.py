@@ -156,10 +156,9 @@ PURGE_ARTEFACTS = """DELETE FROM artefacts WHERE (kind, id) IN
 PURGE_COUNTERS = """DELETE FROM counters WHERE (kind, id) IN
     (SELECT kind, id FROM counters WHERE expires_at <= ? LIMIT ?)"""
 
-USER_EXISTS = "SELECT 1 FROM users WHERE id = ?"
-IDENTITY_EXISTS = "SELECT 1 FROM identities WHERE issuer = ? AND issuer_assigned_id = ?"
-INSERT_USER = "INSERT INTO users (id, doc) VALUES (?, ?)"
-INSERT_IDENTITY = "INSERT INTO identities (issuer, issuer_assigned_id, user_id) VALUES (?, ?, ?)"
+INSERT_NEW_USER = "INSERT INTO users (id, doc) VALUES (?, ?) ON CONFLICT DO NOTHING"
+INSERT_NEW_IDENTITY = """INSERT INTO identities (issuer, issuer_assigned_id, user_id) VALUES (?, ?, ?)
+ON CONFLICT DO NOTHING"""
 GET_USER = """SELECT doc FROM users
 WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deleted_users WHERE deleted_users.user_id = users.id)"""
 FIND_USER = """SELECT users.doc FROM identities JOIN users ON users.id = identities.user_id
@@ -243,6 +242,10 @@ def _after(writes: list[Work[None]], work: Work[T]) -> Work[T]:
 
 def _nothing(conn: sqlite3.Connection, now: float) -> None:
     return None
+
+
+class _IdentityTaken(Exception):
+    """Raised in ``create_user``'s transaction, to roll it back: an identity is another user's."""
 
 
 class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
@@ -634,17 +637,19 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
         doc = encode("user", user)
 
         def work(conn: sqlite3.Connection, now: float) -> bool:
-            if conn.execute(USER_EXISTS, (user_id,)).fetchone() is not None:
+            # The inserts tell what exists (no row inserted): no separate lookups first.
+            if conn.execute(INSERT_NEW_USER, (user_id, doc)).rowcount == 0:
                 raise ValueError(f"a user with id {user_id!r} already exists")
-            for pair in pairs:
-                if conn.execute(IDENTITY_EXISTS, pair).fetchone() is not None:
-                    return False
-            conn.execute(INSERT_USER, (user_id, doc))
-            conn.executemany(INSERT_IDENTITY, [(issuer, assigned, user_id) for issuer, assigned in pairs])
+            rows = [(issuer, assigned, user_id) for issuer, assigned in pairs]
+            if conn.executemany(INSERT_NEW_IDENTITY, rows).rowcount != len(rows):
+                raise _IdentityTaken  # rolls the transaction back: nothing was created
             conn.executemany(INSERT_MAIL, [(mail, user_id) for mail in mails])
             return True
 
-        return await self._write(work)
+        try:
+            return await self._write(work)
+        except _IdentityTaken:
+            return False
 
     async def get_user(self, user_id: str) -> JSON | None:
         check_text("user id", user_id)
@@ -687,9 +692,8 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
             if row is None:
                 raise KeyError(f"no user with id {user_id!r}")
             doc = encode("user", append_identity(decode(row[0]), entry))
-            if conn.execute(IDENTITY_EXISTS, (issuer, issuer_assigned_id)).fetchone() is not None:
-                return False
-            conn.execute(INSERT_IDENTITY, (issuer, issuer_assigned_id, user_id))
+            if conn.execute(INSERT_NEW_IDENTITY, (issuer, issuer_assigned_id, user_id)).rowcount == 0:
+                return False  # another user's: nothing was written
             conn.execute(UPDATE_USER, (doc, user_id))
             return True
 
