@@ -6,6 +6,7 @@ reference's spelling). Extend, don't rename.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated, Literal
@@ -494,10 +495,28 @@ class Settings(Strict):
         return self
 
     def application(self, app_id: str) -> Application | None:
-        return next((a for a in self.applications if a.id == app_id), None)
+        return self._applications_by_id.get(app_id)
 
     def client(self, client_id: str) -> Application | None:
-        return next((a for a in self.applications if a.oidc and a.oidc.client_id == client_id), None)
+        return self._applications_by_client_id.get(client_id)
+
+    # Looked up several times a request: indexed once per loaded configuration, not scanned each
+    # time. The first application listed wins, as a scan would find it (the validators refuse
+    # repeated ids and client ids anyway).
+    @functools.cached_property
+    def _applications_by_id(self) -> dict[str, Application]:
+        index: dict[str, Application] = {}
+        for app in self.applications:
+            index.setdefault(app.id, app)
+        return index
+
+    @functools.cached_property
+    def _applications_by_client_id(self) -> dict[str, Application]:
+        index: dict[str, Application] = {}
+        for app in self.applications:
+            if app.oidc:
+                index.setdefault(app.oidc.client_id, app)
+        return index
 
     def user_flow(self, flow_id: str | None) -> UserFlow | None:
         return next((f for f in self.user_flows if f.id == flow_id), None)

@@ -402,3 +402,19 @@ def test_json_schema_is_for_editors() -> None:
     connectors = schema["properties"]["connectors"]["items"]
     assert connectors["discriminator"]["propertyName"] == "type"
     json.dumps(schema)  # serialisable as it is
+
+
+def test_applications_are_found_by_id_and_by_client_id(workdir: Path) -> None:
+    apps = "".join(
+        f"  - {{id: app{i}, name: App {i}, user_flow: default, oidc: {{client_id: client{i}, "
+        f"redirect_uris: ['https://app{i}.example/cb']}}}}\n"
+        for i in range(50)
+    )
+    text = VALID.replace("applications:\n", f"applications:\n{apps}", 1)
+    settings = load_settings(write(workdir, text), {})
+    assert settings.application("app0") is settings.applications[0]
+    assert settings.application("app49") is settings.applications[49]
+    assert settings.client("client7") is settings.application("app7")
+    assert settings.client("demo") is settings.application("demo") is settings.applications[50]
+    assert settings.application("client7") is None and settings.client("app7") is None
+    assert settings.application("nope") is None and settings.client("nope") is None
