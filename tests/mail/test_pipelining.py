@@ -72,6 +72,10 @@ class Conversation:
     def reply(self, *lines: str) -> None:
         self._conn.sendall("".join(f"{line}\r\n" for line in lines).encode())
 
+    def goodbye(self) -> None:
+        assert self.line() == "quit"
+        self.reply("221 Bye")
+
     def greet(self, *, pipelining: bool) -> None:
         self.reply("220 scripted ESMTP")
         assert self.line().startswith("ehlo ")
@@ -108,6 +112,15 @@ def client_for(port: int) -> SmtpClient:
     return SmtpClient(Smtp(host="127.0.0.1", port=port, timeout_seconds=5))
 
 
+async def deliver_once(script: Callable[[Conversation], None]) -> None:
+    """One message delivered to a scripted server, then the session closed; the script's verdict."""
+    with scripted_server(script) as (port, errors):
+        client = client_for(port)
+        await asyncio.to_thread(client.send, envelope())
+        await asyncio.to_thread(client.close)
+    assert not errors, errors
+
+
 async def test_with_pipelining_mail_rcpt_and_data_go_before_any_reply() -> None:
     def script(talk: Conversation) -> None:
         talk.greet(pipelining=True)
@@ -116,14 +129,9 @@ async def test_with_pipelining_mail_rcpt_and_data_go_before_any_reply() -> None:
         talk.reply("250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>")
         assert "Your code is 12345678" in talk.message()
         talk.reply("250 2.0.0 Ok: queued")
-        assert talk.line() == "quit"
-        talk.reply("221 Bye")
+        talk.goodbye()
 
-    with scripted_server(script) as (port, errors):
-        client = client_for(port)
-        await asyncio.to_thread(client.send, envelope())
-        await asyncio.to_thread(client.close)
-    assert not errors, errors
+    await deliver_once(script)
 
 
 async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
@@ -135,14 +143,9 @@ async def test_without_pipelining_each_command_waits_for_its_reply() -> None:
             talk.reply(answer)
         talk.message()
         talk.reply("250 Ok")
-        assert talk.line() == "quit"
-        talk.reply("221 Bye")
+        talk.goodbye()
 
-    with scripted_server(script) as (port, errors):
-        client = client_for(port)
-        await asyncio.to_thread(client.send, envelope())
-        await asyncio.to_thread(client.close)
-    assert not errors, errors
+    await deliver_once(script)
 
 
 @pytest.mark.parametrize(
@@ -167,8 +170,7 @@ async def test_a_refusal_in_the_group_sends_no_message_resets_and_keeps_the_sess
         talk.reply("250 Ok", "250 Ok", "354 Go ahead")
         talk.message()
         talk.reply("250 Ok")
-        assert talk.line() == "quit"
-        talk.reply("221 Bye")
+        talk.goodbye()
 
     with scripted_server(script) as (port, errors):
         client = client_for(port)
@@ -194,8 +196,7 @@ async def test_data_accepted_after_a_refused_recipient_gets_an_empty_message() -
         talk.reply("554 5.5.1 No valid recipients")
         assert talk.line() == "rset"
         talk.reply("250 Ok")
-        assert talk.line() == "quit"
-        talk.reply("221 Bye")
+        talk.goodbye()
 
     with scripted_server(script) as (port, errors):
         client = client_for(port)
