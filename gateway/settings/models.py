@@ -6,9 +6,9 @@ reference's spelling). Extend, don't rename.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -353,6 +353,26 @@ class Limits(Strict):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ApplicationIndex:
+    """``Settings.applications`` by id and by OIDC client id; the first listed wins, as a scan
+    finds it (the validators refuse repeated ids and client ids anyway)."""
+
+    applications: list[Application]
+    by_id: dict[str, Application]
+    by_client_id: dict[str, Application]
+
+    @classmethod
+    def of(cls, applications: list[Application]) -> ApplicationIndex:
+        by_id: dict[str, Application] = {}
+        by_client_id: dict[str, Application] = {}
+        for app in applications:
+            by_id.setdefault(app.id, app)
+            if app.oidc:
+                by_client_id.setdefault(app.oidc.client_id, app)
+        return cls(applications, by_id, by_client_id)
+
+
 class Settings(Strict):
     issuer: str = Field(description="Public base URL and OIDC issuer: no path, https unless loopback.")
     tenant: Tenant
@@ -495,27 +515,20 @@ class Settings(Strict):
         return self
 
     def application(self, app_id: str) -> Application | None:
-        return self._applications_by_id.get(app_id)
+        return self._application_index().by_id.get(app_id)
 
     def client(self, client_id: str) -> Application | None:
-        return self._applications_by_client_id.get(client_id)
+        return self._application_index().by_client_id.get(client_id)
 
-    # Looked up several times a request: indexed once per loaded configuration, not scanned each
-    # time. The first application listed wins, as a scan would find it (the validators refuse
-    # repeated ids and client ids anyway).
-    @functools.cached_property
-    def _applications_by_id(self) -> dict[str, Application]:
-        index: dict[str, Application] = {}
-        for app in self.applications:
-            index.setdefault(app.id, app)
-        return index
-
-    @functools.cached_property
-    def _applications_by_client_id(self) -> dict[str, Application]:
-        index: dict[str, Application] = {}
-        for app in self.applications:
-            if app.oidc:
-                index.setdefault(app.oidc.client_id, app)
+    def _application_index(self) -> ApplicationIndex:
+        """Looked up several times a request: indexed once, not scanned each time. Kept beside the
+        fields and rebuilt when ``applications`` is another list than the one indexed, so a
+        ``model_copy(update={"applications": ...})`` never answers from the old list (a
+        ``cached_property`` would: the copy takes it along)."""
+        index: ApplicationIndex | None = self.__dict__.get("_application_index_cache")
+        if index is None or index.applications is not self.applications:
+            index = ApplicationIndex.of(self.applications)
+            self.__dict__["_application_index_cache"] = index  # not a field: frozen models allow it
         return index
 
     def user_flow(self, flow_id: str | None) -> UserFlow | None:

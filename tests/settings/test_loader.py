@@ -418,3 +418,13 @@ def test_applications_are_found_by_id_and_by_client_id(workdir: Path) -> None:
     assert settings.client("demo") is settings.application("demo") is settings.applications[50]
     assert settings.application("client7") is None and settings.client("app7") is None
     assert settings.application("nope") is None and settings.client("nope") is None
+
+
+def test_a_copy_with_other_applications_finds_those(workdir: Path) -> None:
+    settings = load_settings(write(workdir, VALID), {})
+    assert settings.application("demo") is not None  # indexed now
+    renamed = settings.applications[0].model_copy(update={"id": "portal"})
+    copy = settings.model_copy(update={"applications": [renamed]})
+    assert copy.application("demo") is None and copy.application("portal") is renamed
+    assert copy.client("demo") is renamed
+    assert settings.application("demo") is settings.applications[0]  # the original keeps its own
