@@ -693,7 +693,7 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
                 raise KeyError(f"no user with id {user_id!r}")
             doc = encode("user", append_identity(decode(row[0]), entry))
             if conn.execute(INSERT_NEW_IDENTITY, (issuer, issuer_assigned_id, user_id)).rowcount == 0:
-                return False  # another user's: nothing was written
+                return False  # already linked (to this user or another): nothing was written
             conn.execute(UPDATE_USER, (doc, user_id))
             return True
 
