@@ -7,11 +7,14 @@ from urllib.parse import urlsplit
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1), an IPv6 one with or without its
+    URL brackets (``[::1]``)."""
     if not host:
         return False
     if host.lower() == "localhost":
         return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

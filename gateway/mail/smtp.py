@@ -76,7 +76,7 @@ class Outgoing(Protocol):
 def check_transport(smtp: Transport) -> None:
     """Fail closed: never send SMTP credentials in clear text to another machine."""
     encrypted = smtp.ssl or smtp.starttls
-    if smtp.username is not None and not encrypted and not is_loopback_host(smtp.host.strip("[]")):
+    if smtp.username is not None and not encrypted and not is_loopback_host(smtp.host):
         raise ValueError(
             f"mail.smtp: refusing to send the SMTP password unencrypted to {smtp.host}; "
             "set `starttls: true` or `ssl: true`"

@@ -6,7 +6,6 @@ reference's spelling). Extend, don't rename.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -41,6 +40,7 @@ from gateway.settings.signup import ApiConnector, UserFlow, signup_problems
 from idp_connectors.base import check_domain
 from idp_connectors.email_otp.config import PasscodePolicy
 from idp_connectors.registry import ConnectorConfig
+from idp_connectors.urls import is_loopback_host
 
 
 class Strict(BaseModel):
@@ -72,15 +72,6 @@ ApiPermission = Literal[
     "UserAuthenticationMethod.Read.All",
     "UserAuthenticationMethod.ReadWrite.All",
 ]
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_absolute_url(url: str, *, allow_http_loopback: bool = True) -> str:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from idp_connectors.urls import is_loopback_host
+
 if TYPE_CHECKING:
     from gateway.settings.models import Settings
 
@@ -200,8 +202,6 @@ class ApiConnector(_Strict):
     @model_validator(mode="after")
     def _target(self) -> ApiConnector:
         from urllib.parse import urlsplit
-
-        from gateway.settings.models import is_loopback_host
 
         parts = urlsplit(self.target_url)
         if parts.scheme not in ("https", "http") or not parts.hostname:

@@ -174,3 +174,26 @@ def test_json_schema_is_exported() -> None:
     schema = OidcConfig.model_json_schema()
     assert schema["additionalProperties"] is False
     assert "issuer" in schema["required"]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0:0:0:0:0:0:0:1", True),
+        ("10.0.0.1", False),
+        ("[2001:db8::1]", False),
+        ("localhost.example", False),
+        ("[::1", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_hosts_one_rule_for_settings_connectors_and_mail(host: str | None, loopback: bool) -> None:
+    """The single ``is_loopback_host`` (the settings, the connectors and the SMTP check use it)."""
+    assert is_loopback_host(host) is loopback
