@@ -176,9 +176,7 @@ class Bench:
 
     async def floor(self) -> KindFigures:
         port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
-                "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                "--no-access-log"]  # fmt: skip
+        argv = [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--host", HOST, "--port", str(port)]
         with serving(
             argv, cwd=self.workdir, log_path=self.workdir / "floor.log", port=port, health_path="/"
         ) as p:

@@ -2,9 +2,10 @@
 
 Run from the repository root: ``.venv/bin/python bench/run.py [--quick] [--workers 1,2]``
 (``make bench``). For each worker count it starts, one after the other, the floor (a bare
-Starlette JSON endpoint, ``bench/floor_app.py``) and the gateway (``python -m gateway serve``,
-uvicorn on httptools + uvloop, no access log, SQLite store in a temporary directory, mail to an
-SMTP sink in this process, passcode limits raised), then measures:
+Starlette JSON endpoint, ``bench/floor_app.py``) and the gateway (``python -m gateway serve``),
+both on uvicorn with uvloop and ``gateway.http_protocol``, no access log; the gateway with a
+SQLite store in a temporary directory, mail to an SMTP sink in this process and passcode limits
+raised. Then it measures:
 
 - with ``wrk``: the floor, discovery and userinfo (a real access token from one sign-in);
 - with the lean client (``bench/signin_driver.py``): the token endpoint's code exchange, over
@@ -133,9 +134,8 @@ def _latency(output: str, which: str) -> float:
 
 def floor(mode: Mode, workers: int, workdir: Path) -> Figure:
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log"]  # fmt: skip
+    argv = [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers)]  # fmt: skip
     with serving(argv, cwd=workdir, log_path=workdir / f"floor-{workers}.log", port=port, workers=workers,
                  health_path="/") as process:  # fmt: skip
         return wrk(

@@ -184,6 +184,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     os.environ["GATEWAY_CONFIG"] = str(Path(path).absolute())
     import uvicorn
 
+    from gateway.http_protocol import HeldWriteHttpToolsProtocol
     from gateway.observability.multiprocess import prepare as prepare_metrics
 
     prepare_metrics(args.workers)  # before the workers start: they all write to one directory
@@ -193,7 +194,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "port": args.port,
         "workers": args.workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": HeldWriteHttpToolsProtocol,  # httptools's, a response's head and body in one write
         "access_log": settings.observability.access_log,
         "log_config": LOG_CONFIG,
         "timeout_graceful_shutdown": 10,

@@ -17,6 +17,7 @@ import pytest
 
 from gateway import cli
 from gateway.cli import main
+from gateway.http_protocol import HeldWriteHttpToolsProtocol
 from gateway.settings import Settings
 from idp_connectors.registry import REGISTRY
 from tests.settings.test_loader import ROOT, VALID
@@ -214,7 +215,7 @@ def test_serve_prepares_then_runs_uvicorn_with_the_absolute_config(
                 "port": 8123,
                 "workers": 3,
                 "loop": "uvloop",
-                "http": "httptools",
+                "http": HeldWriteHttpToolsProtocol,
                 "access_log": False,
                 "log_config": cli.LOG_CONFIG,
                 "timeout_graceful_shutdown": 10,
