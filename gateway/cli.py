@@ -31,7 +31,8 @@ DEFAULT_CONFIG = "config/gateway.yaml"
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, the ``request_id`` of the request being
-    handled (when there is one) and the traceback, if any."""
+    handled (when there is one; a record that carries one, as the mail relay's do, has its own) and
+    the traceback, if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -40,7 +41,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        found = request_id()
+        found = record.__dict__.get("request_id") or request_id()
         if found is not None:
             entry["request_id"] = found
         if record.exc_info:

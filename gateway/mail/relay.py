@@ -4,10 +4,13 @@
 (``relay_process``, one per gateway worker) and returns: one non-blocking ``write``, no thread,
 no task, no wake-up. The relay delivers each message in turn over one SMTP session and writes
 back what it would log; a task of the outbox logs those records on ``gateway.mail`` as the
-gateway's own. Delivery shares no interpreter with request handling, so the several blocking
-socket calls of each SMTP conversation cost the event loop no hand-over of the GIL (a
-delivery thread in the worker took 14 context switches and ~0.45 ms of CPU per message on a
-busy gateway; the relay takes ~0.3 ms, and the loop thread stops being preempted).
+gateway's own, each with the ``request_id`` of the request that sent the message (none for mail
+sent outside a request). The outbox's tasks run in a context of their own, not in that of the
+request whose mail happened to start the relay. Delivery shares no interpreter with request
+handling, so the several blocking socket calls of each SMTP conversation cost the event loop no
+hand-over of the GIL (a delivery thread in the worker took 14 context switches and ~0.45 ms of
+CPU per message on a busy gateway; the relay takes ~0.3 ms, and the loop thread stops being
+preempted).
 
 - The relay starts with the first message (or at ``start`` when mail is waiting), so a gateway
   or a test that sends no mail starts no process. Its settings, password included, go down the
@@ -29,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ import orjson
 from gateway.mail import delivery
 from gateway.mail.client import IDLE_SECONDS
 from gateway.mail.smtp import mask_address
+from gateway.observability.context import request_id
 from gateway.settings.models import Mail
 from idp_connectors.base import MailMessage
 
@@ -96,9 +101,8 @@ class RelayOutbox:
         return None if self._process is None else self._process.pid
 
     def send(self, message: MailMessage) -> None:
-        line = (
-            orjson.dumps([message.to, message.subject, message.text, message.html, message.reply_to]) + b"\n"
-        )
+        fields = [message.to, message.subject, message.text, message.html, message.reply_to, request_id()]
+        line = orjson.dumps(fields) + b"\n"
         process = self._process
         if process is not None and process.returncode is None:
             stdin = process.stdin
@@ -120,12 +124,12 @@ class RelayOutbox:
             return
         self._pending.append(line)
         if self._running and self._starting is None:
-            self._starting = asyncio.get_running_loop().create_task(self._start_relay())
+            self._starting = _detached(self._start_relay())
 
     async def start(self) -> None:
         self._running = True
         if self._pending and self._starting is None and self._process is None:
-            self._starting = asyncio.get_running_loop().create_task(self._start_relay())
+            self._starting = _detached(self._start_relay())
 
     async def stop(self) -> None:
         """Let the relay deliver what it has (at most the drain timeout), then end it."""
@@ -173,7 +177,7 @@ class RelayOutbox:
         process.stdin.write(self._settings + b"\n" + b"".join(pending))
         self.written += len(pending)
         self._process = process
-        self._reader = loop.create_task(self._read(process))
+        self._reader = _detached(self._read(process))
         self._done_starting()
 
     def _done_starting(self) -> None:
@@ -203,11 +207,15 @@ class RelayOutbox:
                 "the mail relay exited with code %s; the outcome of %d messages it had is unknown", code, lost
             )
             if self._pending and self._running and self._starting is None:
-                self._starting = asyncio.get_running_loop().create_task(self._start_relay())
+                self._starting = _detached(self._start_relay())
 
     def _handle(self, settled: dict[str, Any]) -> None:
         """A message the relay is done with, and the records it logged for it. A line of another
         shape raises (KeyError, TypeError, ValueError) before anything is counted or logged."""
+        events = settled["records"]
+        request = settled.get("request_id")
+        if request is not None and not isinstance(request, str):
+            raise TypeError("a record's request_id is not a string")
         records = [
             logger.makeRecord(
                 logger.name,
@@ -220,13 +228,20 @@ class RelayOutbox:
                 None,
                 _extra(event["extra"]),
             )
-            for event in settled["records"]
+            for event in events
         ]
         self.settled += 1
-        for record, event in zip(records, settled["records"], strict=True):
+        for record, event in zip(records, events, strict=True):
             if logger.isEnabledFor(record.levelno):
                 record.exc_text = event.get("exc")  # the relay's traceback, as formatters print it
+                record.request_id = request  # the sender's, which the formatter prefers to the context's
                 logger.handle(record)
+
+
+def _detached(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task of the outbox, in a context of its own: not the request's that happened to start it
+    (its id would label every record, and its scope would be kept for the relay's life)."""
+    return asyncio.get_running_loop().create_task(work, context=contextvars.Context())
 
 
 def _extra(value: object) -> dict[str, Any]:

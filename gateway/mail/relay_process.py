@@ -2,13 +2,14 @@
 
 It reads its standard input: first one JSON line of settings (so the SMTP password is in no
 command line and no environment), then one JSON line per message (``[to, subject, text, html,
-reply_to]``). It delivers each in turn (``delivery.deliver``: compose, up to three attempts) over
+reply_to, request_id]``). It delivers each in turn (``delivery.deliver``: compose, up to three attempts) over
 one SMTP session kept open between messages and closed (``QUIT``) after ``idle_seconds`` without
 mail; on end of input it delivers what it has read, says ``QUIT`` and exits 0.
 
 What it would log on ``gateway.mail`` it writes to its standard output instead: once a message
-is done with, one JSON line ``{"records": [{"level", "msg", "args", "extra"}, ...]}`` (one
-``write`` a message), and the gateway logs the records as its own. It imports no more than the SMTP code (no
+is done with, one JSON line ``{"records": [{"level", "msg", "args", "extra"}, ...], "request_id"}``
+(one ``write`` a message; the id the message came with), and the gateway logs the records as its
+own. It imports no more than the SMTP code (no
 pydantic, no settings models), so it starts in tens of milliseconds. SIGINT is ignored: a
 Ctrl-C in the terminal reaches the whole process group, and the gateway ends the relay itself.
 """
@@ -84,10 +85,10 @@ class _Collect(logging.Handler):
             event["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         self.records.append(event)
 
-    def settle(self) -> None:
+    def settle(self, request_id: str | None) -> None:
         """One line for the gateway: the message is done with, and what was logged meanwhile."""
         records, self.records = self.records, []
-        _write({"records": records})
+        _write({"records": records, "request_id": request_id})
 
 
 class _Lines:
@@ -135,12 +136,13 @@ def serve(lines: _Lines, report: _Collect) -> None:
             if line is _Lines.IDLE:
                 client.close()
                 continue
-            message = Message(*orjson.loads(line))
+            *fields, request_id = orjson.loads(line)
+            message = Message(*fields)
             try:
                 deliver(message, composer, client, retry_delays, wait)
             except Exception:  # the relay must outlive any one message
                 logger.exception("mail to %s not delivered", mask_address(message.to))
-            report.settle()
+            report.settle(request_id)
     finally:
         client.close()
 

@@ -4,6 +4,7 @@ refusals, sessions, credentials) is tested for both outboxes in ``test_outbox``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from gateway.cli import JsonFormatter
 from gateway.mail import relay
 from gateway.mail.relay import RelayOutbox
+from gateway.observability.context import CURRENT, RequestContext
 from tests.mail.common import TO, mail_settings, passcode_mail
 from tests.support.smtp_server import SmtpServer, extract_passcode, start_smtp_server
 
@@ -72,6 +75,73 @@ async def test_the_relays_records_are_logged_as_the_gateways(
     assert record.__dict__["message_id"] == message["Message-ID"]
     assert record.__dict__["attempts"] == 1
     assert (outbox.written, outbox.settled) == (1, 1)
+
+
+class FormattedLines(logging.Handler):
+    """The lines ``gateway serve`` would write for ``gateway.mail``, formatted where they are logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+def send_in_request(outbox: RelayOutbox, request_id: str | None, code: str) -> None:
+    """``outbox.send`` as a request handler with that request id calls it (None: outside a request)."""
+    if request_id is None:
+        outbox.send(passcode_mail(code))
+        return
+    token = CURRENT.set(RequestContext(request_id, {}, None))  # type: ignore[arg-type]
+    try:
+        outbox.send(passcode_mail(code))
+    finally:
+        CURRENT.reset(token)
+
+
+async def test_each_delivery_is_logged_with_the_id_of_the_request_that_sent_the_mail(
+    smtp_server: SmtpServer, make_relay: Callable[..., RelayOutbox]
+) -> None:
+    handler = FormattedLines()
+    mail_logger = logging.getLogger("gateway.mail")
+    mail_logger.addHandler(handler)
+    previous_level = mail_logger.level
+    mail_logger.setLevel(logging.INFO)
+    try:
+        outbox = make_relay(mail_settings(smtp_server.host, smtp_server.port))
+        await outbox.start()
+        send_in_request(outbox, "request-that-started-the-relay", "11111111")
+        await until(lambda: outbox.settled == 1, timeout=10)
+        send_in_request(outbox, "a-later-request", "22222222")
+        send_in_request(outbox, None, "33333333")  # an invitation sent by a background job, say
+        await until(lambda: outbox.settled == 3, timeout=10)
+    finally:
+        mail_logger.removeHandler(handler)
+        mail_logger.setLevel(previous_level)
+    delivered = [line for line in handler.lines if line["message"].endswith(" delivered")]
+    assert [line.get("request_id") for line in delivered] == [
+        "request-that-started-the-relay",
+        "a-later-request",
+        None,
+    ]
+
+
+async def test_a_record_line_with_a_request_id_that_is_not_a_string_is_skipped(
+    caplog_mail: pytest.LogCaptureFixture,
+) -> None:
+    record = '{"records": [{"level": 20, "msg": "delivered", "args": [], "extra": {}}], "request_id": 5}'
+    outbox = RelayOutbox(mail_settings("127.0.0.1", 25))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", f"print({record!r})", stdout=asyncio.subprocess.PIPE
+    )
+    outbox._process = process
+    await outbox._read(process)
+    first = caplog_mail.records[0].getMessage()
+    assert first.startswith("the mail relay wrote a line that is not a record")
+    assert not [r for r in caplog_mail.records if r.getMessage() == "delivered"]
+    assert outbox.settled == 0
 
 
 def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
