@@ -11,7 +11,8 @@ raised. Then it measures:
 - with the lean client (``bench/signin_driver.py``): the token endpoint's code exchange, over
   codes obtained by signing in first, and complete passcode sign-ins (authorize, answered with the
   email page -> email, answered with the passcode page -> passcode from the sink -> passcode -> code
-  -> token exchange).
+  -> token exchange), each by a new guest (so each signs up too), then by the same guests again
+  (returning: nothing to sign up). The target applies to the first.
 
 It prints req/s, p50 and p99 per endpoint, each as a ratio to the floor, the gateway's CPU time
 per request (from ``/proc``: robust on a noisy shared machine), sign-ins per second and the
@@ -157,6 +158,7 @@ class GatewayFigures:
     signin: SigninFigures
     steps: list[tuple[str, float, float]]  # (step, gateway CPU ms, wall ms) per sign-in, one at a time
     profile: list[str]
+    returning: SigninFigures  # the same guests signing in again: no sign-up
 
 
 async def measure_gateway(
@@ -185,8 +187,12 @@ async def measure_gateway(
         used = cpu() - before
         profile = _stop_profiler(*spy) if spy else []
         signin = SigninFigures(len(done), wall, used / len(done) * 1e3, [s.seconds for s in done])
+        before = cpu()  # the same addresses again: each guest exists, so nothing is signed up
+        again, wall = await _signins(driver, len(done), mode.concurrency, f"signin-{run}", exchange=True)
+        used = cpu() - before
+        returning = SigninFigures(len(again), wall, used / len(again) * 1e3, [s.seconds for s in again])
         steps = await _steps(driver, cpu, mode.steps, run, mode.seconds / 2)
-        return GatewayFigures(endpoints, signin, steps, profile)
+        return GatewayFigures(endpoints, signin, steps, profile, returning)
 
 
 async def _signins(
@@ -313,11 +319,14 @@ def report(workers: int, base: Figure, gateway: GatewayFigures) -> list[str]:
     p50, p99 = percentile(signin.latencies, 0.5) * 1e3, percentile(signin.latencies, 0.99) * 1e3
     share = REQUESTS_PER_SIGNIN * per_second / base.rps
     in_floor = f"; {signin.cpu_ms * 1e3 / base.cpu_us:.0f}x the floor's CPU a request" if base.cpu_us else ""
+    again = gateway.returning
     lines += [
         f"passcode sign-in: {signin.count} complete sign-ins ({REQUESTS_PER_SIGNIN} requests each, a new "
         f"guest each), {signin.wall:.1f} s: {per_second:.0f} sign-ins/s ({share:.1%} of the floor's req/s); "
         f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms",
         f"gateway CPU per complete sign-in: {signin.cpu_ms:.2f} ms ({verdict}{in_floor})",
+        f"  the same {again.count} guests again (returning, no sign-up): {again.cpu_ms:.2f} ms, "
+        f"{again.count / again.wall:.0f} sign-ins/s",
         "  one at a time, by step:    gateway CPU ms   wall ms",
     ]
     lines += [f"    {name:<26}{used:>12.2f}{wall:>10.2f}" for name, used, wall in gateway.steps]
