@@ -41,7 +41,8 @@ constant, so each connection's statement cache prepares each statement once.
 Rows carry ``expires_at`` (epoch seconds from the injectable ``clock``); reads treat expired
 rows as absent, and writes purge expired rows in small batches at most once a minute.
 
-Tables: ``artefacts`` (kind, id, payload, grant_id, uses, expires_at), ``counters`` (kind, id,
+Tables: ``artefacts`` (kind, id, payload, grant_id, uses, expires_at; a rowid table with a unique
+``(kind, id)``: ``sqlite_layout`` says why and rebuilds older files), ``counters`` (kind, id,
 value, expires_at), ``users`` (id, JSON doc), ``identities`` (PRIMARY KEY (issuer,
 issuer_assigned_id) -> user_id), ``user_mails`` (PRIMARY KEY (mail, user_id): each user's
 lower-cased ``mail`` and ``otherMails``), ``signing_keys`` (insertion seq, kid, JSON record)
@@ -70,6 +71,7 @@ from gateway.store import write_behind
 from gateway.store.base import JSON, Consumed, Counter, Delete, Put, Write
 from gateway.store.signin_log_sqlite import SIGNIN_LOG_SCHEMA, SQLiteSignInLogMixin
 from gateway.store.sqlite_directory import DIRECTORY_SCHEMA, SQLiteDirectoryMixin, delete_user_rows
+from gateway.store.sqlite_layout import ARTEFACTS_TABLE, upgrade_artefacts
 from gateway.store.validate import (
     SCHEMA_VERSION,
     append_identity,
@@ -108,10 +110,7 @@ BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result code
 LOOP_RETRY_DELAYS = (0.0, 0.001, 0.002)
 
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS artefacts (
-        kind TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT,
-        uses INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL,
-        PRIMARY KEY (kind, id)) WITHOUT ROWID""",
+    ARTEFACTS_TABLE,
     "CREATE INDEX IF NOT EXISTS artefacts_grant ON artefacts (grant_id) WHERE grant_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS artefacts_expiry ON artefacts (expires_at)",
     """CREATE TABLE IF NOT EXISTS counters (
@@ -344,6 +343,7 @@ class SQLiteStore(SQLiteDirectoryMixin, SQLiteSignInLogMixin):
             if conn.execute(HAS_META_TABLE).fetchone() is not None:
                 row = conn.execute(GET_META, ("schema_version",)).fetchone()
                 found = check_schema_version(None if row is None else str(row[0]))
+            upgrade_artefacts(conn)  # before the schema: it builds the indexes of the new table
             for statement in (*SCHEMA, *DIRECTORY_SCHEMA, *SIGNIN_LOG_SCHEMA):
                 conn.execute(statement)
             if found is None or found < 2:
