@@ -6,9 +6,9 @@ documents of 100 to 800 bytes under random ids, so each insert landed on a rando
 handful of rows, split leaves often and rebalanced their neighbours, and each commit wrote
 several such pages to the log (a passcode sign-in: ~54 log frames, up to 15 in one commit). A
 rowid table appends rows to its last leaf and keeps the random keys in a small index (~60-byte
-entries): the same sign-in writes 9 % fewer pages and reads 47 % fewer back, and SQLite runs ~1 %
-fewer instructions (bench/README.md, sixth round). SQLite's own advice is the same: ``WITHOUT
-ROWID`` suits rows well under a twentieth of a page.
+entries): the same sign-in makes 9 % fewer ``pwrite`` and 47 % fewer ``pread`` calls (the log and
+its checkpoints together), and runs 1.4 % fewer instructions (bench/README.md, sixth round).
+SQLite's own advice is the same: ``WITHOUT ROWID`` suits rows well under a twentieth of a page.
 
 This is the file's physical layout, not the stored data's shape, so it has no ``schema_version``
 of its own: ``migrate`` rebuilds a table still laid out the old way, whatever the version.
