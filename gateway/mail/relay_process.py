@@ -2,16 +2,17 @@
 
 It reads its standard input: first one JSON line of settings (so the SMTP password is in no
 command line and no environment), then one JSON line per message (``[to, subject, text, html,
-reply_to, request_id]``). It delivers each in turn (``delivery.deliver``: compose, up to three attempts) over
-one SMTP session kept open between messages and closed (``QUIT``) after ``idle_seconds`` without
-mail; on end of input it delivers what it has read, says ``QUIT`` and exits 0.
+reply_to, request_id]``). It delivers each in turn (``delivery.deliver``: compose, up to three
+attempts) over one SMTP session kept open between messages and closed (``QUIT``) after
+``idle_seconds`` without mail; on end of input it delivers what it has read, says ``QUIT`` and
+exits 0.
 
 What it would log on ``gateway.mail`` it writes to its standard output instead: once a message
 is done with, one JSON line ``{"records": [{"level", "msg", "args", "extra"}, ...], "request_id"}``
 (one ``write`` a message; the id the message came with), and the gateway logs the records as its
-own. It imports no more than the SMTP code (no
-pydantic, no settings models), so it starts in tens of milliseconds. SIGINT is ignored: a
-Ctrl-C in the terminal reaches the whole process group, and the gateway ends the relay itself.
+own. It imports no more than the SMTP code (no pydantic, no settings models), so it starts in tens
+of milliseconds. SIGINT is ignored: a Ctrl-C in the terminal reaches the whole process group, and
+the gateway ends the relay itself.
 """
 
 from __future__ import annotations
