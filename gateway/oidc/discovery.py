@@ -1,4 +1,4 @@
-"""Discovery (OpenID Connect Discovery 1.0) and the JWKS, both served from precomputed bytes."""
+"""Discovery (OpenID Connect Discovery 1.0) and the JWKS, both served from responses built once."""
 
 from __future__ import annotations
 
@@ -62,16 +62,26 @@ def discovery_document(settings: Settings, algorithms: list[str]) -> dict[str, A
 
 async def discovery(request: Request) -> Response:
     """The document, encoded once per configuration generation and set of signing algorithms: a
-    reload can add languages (``ui_locales_supported``), a rotation or a new app an algorithm."""
+    reload can add languages (``ui_locales_supported``), a rotation or a new app an algorithm.
+    The response itself is built once too and sent again as it is (nothing changes a response
+    once made: the request-id layer copies its headers to add its own)."""
     rt: Runtime = request.app.state.runtime
-    key = (rt.config.generation, tuple(rt.keys.algorithms()))
-    cached: tuple[tuple[int, tuple[str, ...]], bytes] | None = getattr(request.app.state, "discovery", None)
+    algorithms = rt.keys.algorithms()
+    key = (rt.config.generation, *algorithms)
+    cached: tuple[tuple[Any, ...], Response] | None = getattr(request.app.state, "discovery", None)
     if cached is None or cached[0] != key:
-        document = discovery_document(rt.settings, list(key[1]))
-        cached = request.app.state.discovery = (key, json.dumps(document, separators=(",", ":")).encode())
-    return Response(cached[1], media_type="application/json", headers=CACHE)
+        document = discovery_document(rt.settings, algorithms)
+        body = json.dumps(document, separators=(",", ":")).encode()
+        response = Response(body, media_type="application/json", headers=CACHE)
+        cached = request.app.state.discovery = (key, response)
+    return cached[1]
 
 
 async def jwks(request: Request) -> Response:
+    """The JWK set, its response built again only when the published keys change."""
     rt: Runtime = request.app.state.runtime
-    return Response(rt.keys.jwks(), media_type="application/json", headers=CACHE)
+    body = rt.keys.jwks()
+    cached: Response | None = getattr(request.app.state, "jwks", None)
+    if cached is None or cached.body is not body:
+        cached = request.app.state.jwks = Response(body, media_type="application/json", headers=CACHE)
+    return cached

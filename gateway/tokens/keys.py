@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -202,6 +203,8 @@ class KeyRing:
     def __init__(self, keys: list[SigningKey], fingerprint: tuple[Any, ...], box: SecretBox, clock: Clock):
         self._box = box
         self._clock = clock
+        self._published_keys: tuple[SigningKey, ...] = ()
+        self._algorithms: list[str] = []
         self._install(keys, fingerprint)
         self._jwks_kids: tuple[str, ...] | None = None
         self._jwks = b""
@@ -210,6 +213,20 @@ class KeyRing:
         self._keys = keys
         self._by_kid = {key.kid: key for key in keys}
         self._fingerprint = fingerprint
+        self._published_span = (math.inf, -math.inf)  # worked out again at the next use
+
+    def _published(self) -> tuple[tuple[SigningKey, ...], list[str]]:
+        """The published keys, oldest first, and their algorithms, sorted. Worked out once for
+        as long as no key retires (and the clock does not go back), not on every request."""
+        now = self._clock()
+        since, until = self._published_span
+        if since <= now < until:
+            return self._published_keys, self._algorithms
+        keys = tuple(key for key in self._keys if key.published(now))
+        retiring = [key.retires_at for key in keys if key.retires_at is not None]
+        self._published_keys, self._algorithms = keys, sorted({key.alg for key in keys})
+        self._published_span = (now, min(retiring, default=math.inf))
+        return keys, self._algorithms
 
     @classmethod
     async def load(cls, store: KeyStore, box: SecretBox, clock: Clock = time.time) -> KeyRing:
@@ -260,7 +277,7 @@ class KeyRing:
         first key), the published key closest to activation signs rather than nothing.
         """
         now = self._clock()
-        candidates = [key for key in self._keys if key.alg == alg and key.published(now)]
+        candidates = [key for key in self._published()[0] if key.alg == alg]
         active = [key for key in candidates if key.activates_at <= now]
         if active:
             return active[-1]
@@ -271,8 +288,7 @@ class KeyRing:
     def published_keys(self, alg: str) -> list[SigningKey]:
         """Every published key of ``alg``, oldest first, a pending successor included (SAML
         metadata announces it before it signs, as the JWKS does)."""
-        now = self._clock()
-        return [key for key in self._keys if key.alg == alg and key.published(now)]
+        return [key for key in self._published()[0] if key.alg == alg]
 
     async def sign(self, claims: dict[str, Any], alg: str, typ: str = "JWT") -> str:
         """A compact JWS of ``claims`` with header {alg, kid, typ}; RSA signing runs in a thread."""
@@ -310,8 +326,7 @@ class KeyRing:
 
     def jwks(self) -> bytes:
         """The JSON of the public JWK set: every published key, pending ones included."""
-        now = self._clock()
-        published = [key for key in self._keys if key.published(now)]
+        published = self._published()[0]
         kids = tuple(key.kid for key in published)
         if kids != self._jwks_kids:
             document = {"keys": [dict(key.public) for key in published]}
@@ -321,8 +336,7 @@ class KeyRing:
 
     def algorithms(self) -> list[str]:
         """The algorithms this ring can sign with now (discovery's signing alg values)."""
-        now = self._clock()
-        return sorted({key.alg for key in self._keys if key.published(now)})
+        return list(self._published()[1])
 
 
 async def ensure_keys(store: KeyStore, box: SecretBox, algorithms: Collection[str], now: float) -> None:

@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from gateway.tokens.keys import rotate
 from tests.support.assertions import (
     PORTAL_REDIRECT,
     Op,
@@ -124,6 +125,21 @@ async def test_jwks_publishes_distinct_public_keys_for_es256_and_rs256(op: Op) -
         else:
             assert key["kty"] == "RSA"
             assert len(base64.urlsafe_b64decode(key["n"] + "==")) * 8 >= 2048
+
+
+async def test_discovery_and_the_jwks_follow_a_rotation_and_a_retirement(op: Op) -> None:
+    """Both documents are built once and served again; a new key or a retired one shows at once."""
+    rt = op.app.state.runtime
+    before = {key["kid"] for key in (await jwks(op))["keys"]}
+    assert (await jwks(op))["keys"] == (await jwks(op))["keys"]
+    new = await rotate(rt.store, rt.box, "RS256", op.now(), overlap_seconds=0, retire_after_seconds=60)
+    assert await rt.keys.refresh(rt.store)
+    after = {key["kid"] for key in (await jwks(op))["keys"]}
+    assert after == before | {new}
+    op.clock.advance(61)  # the old RS256 key retires
+    rs256 = {key["kid"] for key in (await jwks(op))["keys"] if key["alg"] == "RS256"}
+    assert rs256 == {new}
+    assert set((await discovery(op))["id_token_signing_alg_values_supported"]) == {"ES256", "RS256"}
 
 
 # -- the ID token ---------------------------------------------------------------------------------------

@@ -237,6 +237,35 @@ async def test_jwks_is_cached_until_the_published_set_changes(
     assert len(kids(ring.jwks())) == 1
 
 
+async def test_the_published_keys_follow_the_clock_both_ways_and_every_refresh(
+    store: MemoryKeyStore, box: CountingBox
+) -> None:
+    """The ring works its published set out once until a key retires; a clock set back, a
+    retirement and a refresh each show at once in the JWKS, the algorithms and the signing key."""
+    await ensure_keys(store, box, {"ES256", "RS256"}, T0)
+    clock = Clock(T0)
+    ring = await KeyRing.load(store, box, clock=clock)
+    first_rs = ring.signing_key("RS256").kid
+    await rotate(store, box, "RS256", T0, overlap_seconds=0, retire_after_seconds=50)
+    assert ring.algorithms() == ["ES256", "RS256"]
+    await ring.refresh(store)
+    assert len(ring.published_keys("RS256")) == 2 and ring.signing_key("RS256").kid != first_rs
+    clock.now = T0 + 50  # the first RS256 key retires
+    assert [key.kid for key in ring.published_keys("RS256")] != [first_rs]
+    assert first_rs not in kids(ring.jwks()) and len(kids(ring.jwks())) == 2
+    clock.now = T0 + 49  # set back: published again
+    assert first_rs in kids(ring.jwks()) and len(ring.published_keys("RS256")) == 2
+    clock.now = T0 + 60
+    assert first_rs not in kids(ring.jwks())
+    for record in store.raw().values():  # every RS256 key retired by another process
+        if record["alg"] == "RS256" and record["retires_at"] is None:
+            await store.save_signing_key({**record, "retires_at": T0 + 70})
+    await ring.refresh(store)
+    assert ring.algorithms() == ["ES256", "RS256"]
+    clock.now = T0 + 70
+    assert ring.algorithms() == ["ES256"] and len(kids(ring.jwks())) == 1
+
+
 async def test_rotating_twice_before_activation_retires_every_superseded_key(
     store: MemoryKeyStore, box: CountingBox
 ) -> None:
