@@ -131,7 +131,12 @@ async def test_discovery_and_the_jwks_follow_a_rotation_and_a_retirement(op: Op)
     """Both documents are built once and served again; a new key or a retired one shows at once."""
     rt = op.app.state.runtime
     before = {key["kid"] for key in (await jwks(op))["keys"]}
-    assert (await jwks(op))["keys"] == (await jwks(op))["keys"]
+    for path in ("/.well-known/openid-configuration", "/oauth2/jwks"):  # one response, sent twice
+        first, second = await op.client.get(path), await op.client.get(path)
+        assert first.content == second.content
+        ids = [r.headers.get_list("x-request-id") for r in (first, second)]
+        assert len(ids[0]) == len(ids[1]) == 1 and ids[0] != ids[1]  # each its own id, once
+        assert first.headers["cache-control"] == second.headers["cache-control"] == "public, max-age=300"
     new = await rotate(rt.store, rt.box, "RS256", op.now(), overlap_seconds=0, retire_after_seconds=60)
     assert await rt.keys.refresh(rt.store)
     after = {key["kid"] for key in (await jwks(op))["keys"]}
