@@ -1,6 +1,6 @@
 """Small HTTP helpers shared by every endpoint: security headers, JSON bodies, forms and query
-strings, the client address (behind trusted reverse proxies), and the write-behind wrapper for
-endpoints that make several store writes."""
+strings, the client address (behind trusted reverse proxies), the gateway's own cookies, and the
+write-behind wrapper for endpoints that make several store writes."""
 
 from __future__ import annotations
 
@@ -66,6 +66,23 @@ def page_policy(form_action: str) -> str:
     configuration), not once per page."""
     sources = f"'self' {form_action}" if form_action else "'self'"
     return PAGE_HEADERS["Content-Security-Policy"].format(form_action=sources)
+
+
+_PLAIN_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]+")  # a value ``http.cookies`` leaves unquoted
+
+
+def set_cookie(response: Response, name: str, value: str, *, max_age: int, secure: bool) -> None:
+    """Set one of the gateway's own cookies (HttpOnly, ``Path=/``, ``SameSite=lax``, ``Secure`` on
+    https): the very header ``Response.set_cookie`` writes for these attributes, without its
+    ``http.cookies`` round trip (~15-35 µs a cookie) when ``value`` needs no quoting, as the
+    gateway's random base64url values never do."""
+    if not _PLAIN_COOKIE_VALUE.fullmatch(value):
+        response.set_cookie(
+            name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="lax"
+        )
+        return
+    attributes = f"HttpOnly; Max-Age={int(max_age)}; Path=/; SameSite=lax{'; Secure' if secure else ''}"
+    response.raw_headers.append((b"set-cookie", f"{name}={value}; {attributes}".encode("latin-1")))
 
 
 def json_response(

@@ -13,6 +13,7 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.http import set_cookie
 from gateway.secrets import SecretBox
 
 COOKIE_MAX_AGE = 400 * 86400  # the longest lifetime browsers allow (RFC 6265bis 5.5)
@@ -35,15 +36,7 @@ class BrowserBinding:
         return secrets.token_urlsafe(32)
 
     def set_cookie(self, response: Response, browser_id: str) -> None:
-        response.set_cookie(
-            self.cookie_name,
-            browser_id,
-            max_age=COOKIE_MAX_AGE,
-            path="/",
-            secure=self.secure,
-            httponly=True,
-            samesite="lax",
-        )
+        set_cookie(response, self.cookie_name, browser_id, max_age=COOKIE_MAX_AGE, secure=self.secure)
 
     def binding(self, browser_id: str) -> str:
         return self._box.keyed_hash("browser-binding", browser_id)
