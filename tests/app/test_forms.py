@@ -4,7 +4,8 @@
 ``parse_urlencoded`` gives ``parse_qsl(text, keep_blank_values=True)``'s pairs for random texts of
 escapes (good, truncated and invalid UTF-8), ``+``, ``=``, ``&`` and non-ASCII letters; ``read_form``
 takes the first ``Content-Type`` and ``Content-Length`` as ``request.headers.get`` does, and refuses
-what it refused.
+what it refused. ``request_parameters`` of a GET gives what ``request.query_params`` holds, for raw
+query strings with those pieces and bytes past ASCII (Latin-1 to Starlette).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from urllib.parse import parse_qsl
 import pytest
 from starlette.requests import Request
 
-from gateway.http import MAX_FORM_FIELDS, BadForm, parse_urlencoded, read_form
+from gateway.http import (
+    MAX_FORM_FIELDS,
+    BadForm,
+    parse_urlencoded,
+    read_form,
+    request_parameters,
+    single_values,
+)
 
 PIECES = [
     "a", "Z", "0", "-", ".", "~", "+", "=", "&", "&&", "%", "%4", "%41", "%40", "%zz", "%C3", "%A9",
@@ -38,6 +46,18 @@ def test_parse_urlencoded_field_limit_is_parse_qsl_s() -> None:
         parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
     with pytest.raises(ValueError, match="Max number of fields exceeded"):
         parse_urlencoded(text, max_fields=MAX_FORM_FIELDS)
+
+
+RAW_PIECES = [piece.encode() for piece in PIECES] + [b"\xc3", b"\xa9", b"\xff", b"\x80", b"\xc3\xa9"]
+
+
+async def test_the_parameters_of_a_get_are_starlettes_query_params() -> None:
+    rng = random.Random(7313)
+    for _ in range(3000):
+        query = b"".join(rng.choice(RAW_PIECES) for _ in range(rng.randrange(0, 14)))
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": query}
+        expected = single_values(Request(scope).query_params.multi_items())
+        assert await request_parameters(Request(scope)) == expected, query
 
 
 def request(body: bytes, headers: list[tuple[bytes, bytes]]) -> Request:
