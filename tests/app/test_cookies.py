@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from http.cookies import SimpleCookie
+from typing import NoReturn, cast
 
 import pytest
 from starlette.responses import Response
@@ -74,7 +75,7 @@ def test_the_session_and_browser_cookies_go_through_it() -> None:
         assert our_header(binding.cookie_name, browser_id, COOKIE_MAX_AGE, secure) == [
             h for h in response.raw_headers if h[0] == b"set-cookie"
         ]
-        sessions = Sessions(store=_NoStore(), secure=secure)  # type: ignore[arg-type]
+        sessions = Sessions(store=cast(ArtefactStore, _NoStore()), secure=secure)
         token = secrets.token_urlsafe(32)
         response = Response()
         sessions.attach(response, token, 3600)
@@ -86,5 +87,5 @@ def test_the_session_and_browser_cookies_go_through_it() -> None:
 class _NoStore:
     """``Sessions.attach`` touches no store."""
 
-    def __getattr__(self, name: str) -> ArtefactStore:
+    def __getattr__(self, name: str) -> NoReturn:
         raise AssertionError(f"the store was used: {name}")
