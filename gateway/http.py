@@ -74,8 +74,8 @@ _PLAIN_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]+")  # a value ``http.cookies`` 
 def set_cookie(response: Response, name: str, value: str, *, max_age: int, secure: bool) -> None:
     """Set one of the gateway's own cookies (HttpOnly, ``Path=/``, ``SameSite=lax``, ``Secure`` on
     https): the very header ``Response.set_cookie`` writes for these attributes, without its
-    ``http.cookies`` round trip (~15 µs, ~100 k instructions a cookie) when ``value`` needs no quoting, as the
-    gateway's random base64url values never do."""
+    ``http.cookies`` round trip (~15 µs, ~100 k instructions a cookie) when ``value`` needs no
+    quoting, as the gateway's random base64url values never do."""
     if not _PLAIN_COOKIE_VALUE.fullmatch(value):
         response.set_cookie(
             name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="lax"
