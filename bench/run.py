@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import platform
 import re
 import shutil
 import signal
@@ -374,8 +375,17 @@ async def main(mode: Mode, worker_counts: list[int], profile_dir: Path | None) -
     finally:
         await sink.stop()
     print(f"(run took {time.monotonic() - started:.0f} s; wrk -t2 -c{mode.connections} -d{mode.duration}s; "
-          f"lean client concurrency {mode.concurrency}; {len(os.sched_getaffinity(0))} cores)")  # fmt: skip
+          f"lean client concurrency {mode.concurrency}; {len(os.sched_getaffinity(0))} cores; "
+          f"{interpreter()})")  # fmt: skip
     return 0
+
+
+def interpreter() -> str:
+    """The Python the gateway ran on (``live_server`` starts it with this process's executable):
+    its build moves every CPU figure (bench/README.md, "Ninth round": a PGO+LTO build used 0.84x
+    the CPU a sign-in of a plain one), so a run's figures are only comparable on the same one."""
+    executable = os.path.realpath(sys.executable)
+    return f"{platform.python_implementation()} {platform.python_version()} at {executable}"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
